@@ -1,0 +1,63 @@
+"""The composition root: settings, store, clock, renderer and planners built once.
+
+Nothing registers itself at import time; the CLI and the service build one `App`
+and pass it down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from cadence import planner as planning
+from cadence.clock import Clock
+from cadence.config import Settings, load_settings, quiet_window
+from cadence.render import Renderer
+from cadence.spec.load import Catalog, load_catalog
+from cadence.spec.model import Sequence
+from cadence.store.db import open_engine
+from cadence.timing import Window
+from cadence.versions import SpecCache
+
+
+@dataclass
+class App:
+    settings: Settings
+    clock: Clock
+    database_url: str
+    specs: SpecCache = field(default_factory=SpecCache)
+
+    @classmethod
+    def load(cls, config_path: Path, clock: Clock, database_url: str | None = None) -> App:
+        settings = load_settings(config_path)
+        return cls(settings, clock, database_url or settings.database_url())
+
+    @cached_property
+    def engine(self) -> Engine:
+        return open_engine(self.database_url)
+
+    @cached_property
+    def renderer(self) -> Renderer:
+        return Renderer(self.settings.templates_dir)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return load_catalog(self.settings.sequences_dir, self.renderer, base=self.settings.root)
+
+    @cached_property
+    def defaults(self) -> planning.ScheduleDefaults:
+        s = self.settings.schedule
+        return planning.ScheduleDefaults(s.window, tuple(s.days), s.holidays, s.spread)
+
+    @cached_property
+    def sms_hours(self) -> Window:
+        return quiet_window(self.settings.sms.quiet_hours)
+
+    def planner(self, sequence: Sequence, timezone: str | None, country: str | None) -> planning.Planner:
+        calendar = planning.calendar_for(
+            self.defaults, sequence.schedule, timezone or self.settings.timezone, country or self.settings.country
+        )
+        return planning.Planner(sequence, calendar, self.sms_hours)

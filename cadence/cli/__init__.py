@@ -1,0 +1,1 @@
+"""The `cadence` command: thin shells that parse, call one function, and print."""

@@ -1,0 +1,41 @@
+"""Per-invocation state: the config path and the App built from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import typer
+
+from cadence.app import App
+from cadence.cli.output import errors, fail
+from cadence.clock import clock_from_env
+from cadence.spec.source import SpecError
+
+
+@dataclass
+class State:
+    config: Path = Path("config.yaml")
+    _app: App | None = field(default=None, repr=False)
+
+    def app(self) -> App:
+        if self._app is None:
+            try:
+                clock = clock_from_env()
+            except ValueError as exc:
+                fail(f"CADENCE_NOW: {exc}")
+            if not self.config.exists():
+                fail(f"{self.config}: no config file (run `cadence init DIR` for a starter project)")
+            try:
+                self._app = App.load(self.config, clock)
+            except SpecError as exc:
+                for d in exc.diagnostics:
+                    errors.print(str(d), markup=False, soft_wrap=True)
+                raise typer.Exit(1) from exc
+        return self._app
+
+
+def state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, State)
+    return obj

@@ -1,0 +1,250 @@
+"""config.yaml -> typed Settings.
+
+Validated with file:line diagnostics like sequence files. Secrets never live in
+the file: keys ending in `_env` name the environment variable that holds them.
+Relative paths (templates, sequences, outbox, a SQLite database) are relative to
+the folder that holds config.yaml, so `cadence --config demo/config.yaml` works
+from anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from cadence import timing
+from cadence.spec.source import Diagnostic, SpecError, read_yaml, validate_model
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DefaultSchedule(Strict):
+    window: str = "09:00-17:00"
+    days: list[str] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    holidays: str = "lead"
+    spread: str = "45m"
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        timing.Window.parse(v)
+        return v
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v: list[str]) -> list[str]:
+        timing.parse_weekdays(v)
+        return v
+
+    @field_validator("holidays")
+    @classmethod
+    def _holidays(cls, v: str) -> str:
+        if v.lower() in ("lead", "none"):
+            return v.lower()
+        timing.holiday_calendar(v)
+        return v.upper()
+
+    @field_validator("spread")
+    @classmethod
+    def _spread(cls, v: str) -> str:
+        if str(v).strip() not in ("0", "none"):
+            timing.parse_duration(v)
+        return v
+
+
+class Sender(Strict):
+    """An SDR: owner of leads, and the mailbox and number their touches go out from."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str
+    email: str
+    phone: str | None = None
+    daily_cap: int = Field(300, ge=1, description="Emails a day from this mailbox, at most")
+    per_minute: int = Field(20, ge=1, description="Emails a minute from this mailbox, at most")
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        try:
+            return validate_email(v, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(str(exc)) from exc
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            number = phonenumbers.parse(v, None)
+        except phonenumbers.NumberParseException as exc:
+            raise ValueError(f"phone {v!r} is not in E.164 form (+15550100001): {exc}") from exc
+        if not phonenumbers.is_possible_number(number):
+            raise ValueError(f"phone {v!r} is not a possible number")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+class SmtpSettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = 587
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username_env: str | None = Field(None, description="Environment variable holding the SMTP user name")
+    password_env: str | None = Field(None, description="Environment variable holding the SMTP password")
+    connections: int = Field(4, ge=1, le=64, description="SMTP connections used in parallel, reused across a batch")
+    timeout_seconds: float = 30.0
+
+
+class EmailSettings(Strict):
+    transport: Literal["outbox", "smtp"] = "outbox"
+    smtp: SmtpSettings = SmtpSettings()
+    unsubscribe_mailto: str | None = Field(None, description="mailto address in List-Unsubscribe")
+    domain: str | None = Field(None, description="Message-ID domain; default: the sender's domain")
+
+
+class TwilioSettings(Strict):
+    account_sid_env: str = "TWILIO_ACCOUNT_SID"
+    auth_token_env: str = "TWILIO_AUTH_TOKEN"
+    api_base: str | None = Field(None, description="Override https://api.twilio.com (tests, proxies)")
+    concurrency: int = Field(8, ge=1, le=64)
+
+
+class SmsSettings(Strict):
+    transport: Literal["outbox", "twilio"] = "outbox"
+    quiet_hours: str = Field("21:00-08:00", description="Lead-local hours when no SMS goes out (TCPA)")
+    require_consent: bool = True
+    twilio: TwilioSettings = TwilioSettings()
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, v: str) -> str:
+        quiet_window(v)
+        return v
+
+
+class TaskSettings(Strict):
+    expire_after_days: int = Field(2, ge=1, description="Allowed days an untouched task stays open")
+
+
+class LimitSettings(Strict):
+    per_lead_daily: int = Field(2, ge=1, description="Touches a lead receives per local day, across sequences")
+
+
+class EngineSettings(Strict):
+    interval_seconds: float = Field(5.0, gt=0, description="How often `cadence run` drains due work")
+    batch_size: int = Field(200, ge=1, le=10000)
+    lease_seconds: int = Field(300, ge=10, description="How long a claim holds before the touch becomes unknown")
+    max_attempts: int = Field(5, ge=1, description="Sends tried on transient failures before giving up")
+    backoff_seconds: int = Field(60, ge=1, description="First retry delay; doubles each attempt, with jitter")
+    resend_unknown: bool = Field(False, description="Resend touches whose worker died (risks a duplicate)")
+
+
+class Settings(Strict):
+    database: str = "sqlite:///cadence.db"
+    timezone: str = "America/New_York"
+    country: str = "US"
+    schedule: DefaultSchedule = DefaultSchedule()
+    senders: list[Sender] = Field(default_factory=list)
+    templates: str = "templates"
+    sequences: str = "sequences"
+    outbox: str = "outbox"
+    public_url: str | None = Field(None, description="Public base URL of `cadence serve` (unsubscribe links, webhooks)")
+    email: EmailSettings = EmailSettings()
+    sms: SmsSettings = SmsSettings()
+    tasks: TaskSettings = TaskSettings()
+    limits: LimitSettings = LimitSettings()
+    engine: EngineSettings = EngineSettings()
+    # Where the file lives; not a key users write.
+    root: Path = Field(Path("."), exclude=True)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        timing.zone(v)
+        return v
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, v: str) -> str:
+        timing.holiday_calendar(v)
+        return v.upper()
+
+    @model_validator(mode="after")
+    def _unique_senders(self) -> Settings:
+        seen: set[str] = set()
+        for s in self.senders:
+            if s.id in seen:
+                raise ValueError(f"sender id {s.id!r} appears twice")
+            seen.add(s.id)
+        return self
+
+    def sender(self, sender_id: str) -> Sender:
+        for s in self.senders:
+            if s.id == sender_id:
+                return s
+        raise KeyError(sender_id)
+
+    def path(self, relative: str) -> Path:
+        p = Path(relative)
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.path(self.templates)
+
+    @property
+    def sequences_dir(self) -> Path:
+        return self.path(self.sequences)
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.path(self.outbox)
+
+    def database_url(self, environ: Mapping[str, str] | None = None) -> str:
+        env = os.environ if environ is None else environ
+        url = env.get("CADENCE_DATABASE_URL") or self.database
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
+            url = prefix + str((self.root / url[len(prefix) :]).resolve())
+        return url
+
+
+def quiet_window(text: str) -> timing.Window:
+    """Quiet hours wrap midnight ("21:00-08:00"); SMS may go out only in the complement."""
+    start, _, end = text.partition("-")
+    try:
+        s, e = timing.parse_time_of_day(start), timing.parse_time_of_day(end)
+    except ValueError as exc:
+        raise ValueError(f'quiet_hours must look like "21:00-08:00", not {text!r}') from exc
+    s_min, e_min = s.hour * 60 + s.minute, e.hour * 60 + e.minute
+    if s_min <= e_min:
+        raise ValueError("quiet_hours must span midnight, e.g. 21:00-08:00")
+    return timing.Window(e_min, s_min)
+
+
+def check_settings(path: Path) -> tuple[Settings | None, list[Diagnostic]]:
+    doc, diags = read_yaml(path)
+    if doc is None:
+        return None, diags
+    if doc.data is not None and not isinstance(doc.data, dict):
+        return None, [*diags, doc.diag((), "config.yaml must be a mapping of keys")]
+    data = dict(doc.data or {})
+    data["root"] = path.parent.resolve()
+    doc.data = data
+    settings, errors = validate_model(Settings, doc)
+    return settings, diags + errors
+
+
+def load_settings(path: Path) -> Settings:
+    settings, diags = check_settings(path)
+    errors = [d for d in diags if d.is_error]
+    if settings is None or errors:
+        raise SpecError(errors or diags)
+    return settings

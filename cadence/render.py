@@ -1,0 +1,137 @@
+"""Message rendering: Jinja2's sandbox over templates/, strict about missing fields.
+
+A template that needs a field the lead lacks (and has no `| default(...)`) raises
+`RenderError` instead of producing "Hi ,". Empty strings count as missing for the
+same reason. Email bodies are Markdown: the plain-text part is the rendered
+Markdown itself, the HTML part is rendered a second time with autoescape on (so a
+lead's company name cannot inject markup) and then converted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import markdown as md
+from jinja2.sandbox import SandboxedEnvironment
+
+GSM7 = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENDED = set("^{}\\[~]|€")
+
+
+class RenderError(Exception):
+    """A message could not be rendered completely; nothing may be sent."""
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+def sms_segments(text: str) -> tuple[int, str]:
+    """How many SMS segments `text` costs, and its encoding (GSM-7 or UCS-2)."""
+    if all(ch in GSM7 or ch in GSM7_EXTENDED for ch in text):
+        units = sum(2 if ch in GSM7_EXTENDED else 1 for ch in text)
+        return (1 if units <= 160 else math.ceil(units / 153)), "GSM-7"
+    units = sum(2 if ord(ch) > 0xFFFF else 1 for ch in text)
+    return (1 if units <= 70 else math.ceil(units / 67)), "UCS-2"
+
+
+class _Sample(jinja2.Undefined):
+    """Stands in for any field when estimating a template's length at validation time."""
+
+    def __str__(self) -> str:
+        return "x" * 10
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Sample()
+
+
+def clean_context(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop None and blank values so that strict rendering treats them as missing."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        out[key] = clean_context(value) if isinstance(value, Mapping) else value
+    return out
+
+
+class Renderer:
+    def __init__(self, templates_dir: Path):
+        self.templates_dir = templates_dir
+        loader = jinja2.FileSystemLoader(str(templates_dir))
+        common: dict[str, Any] = {"loader": loader, "keep_trailing_newline": False, "auto_reload": False}
+        self.text_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, **common)
+        self.html_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=True, **common)
+        self.sample_env = SandboxedEnvironment(undefined=_Sample, autoescape=False, **common)
+
+    def exists(self, name: str) -> bool:
+        return (self.templates_dir / name).is_file()
+
+    def syntax_error(self, name: str) -> tuple[int, str] | None:
+        """(line, message) of the first syntax error in a template, or None."""
+        try:
+            self.text_env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            return exc.lineno, exc.message or "syntax error"
+        return None
+
+    def string_syntax_error(self, source: str) -> str | None:
+        try:
+            self.text_env.from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            return exc.message or "syntax error"
+        return None
+
+    def sample(self, name: str) -> str:
+        return self.sample_env.get_template(name).render()
+
+    def _render(self, env: SandboxedEnvironment, name: str | None, source: str | None, ctx: Mapping[str, Any]) -> str:
+        try:
+            tmpl = env.get_template(name) if name is not None else env.from_string(source or "")
+            return tmpl.render(**ctx).strip()
+        except jinja2.UndefinedError as exc:
+            where = name or "subject"
+            raise RenderError(f"{where}: {exc.message} (the lead lacks a field the template needs)") from exc
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{name or 'subject'}: {exc}") from exc
+        except jinja2.sandbox.SecurityError as exc:  # pragma: no cover - defensive
+            raise RenderError(f"{name or 'subject'}: unsafe template: {exc}") from exc
+
+    def text(self, name: str, ctx: Mapping[str, Any]) -> str:
+        return self._render(self.text_env, name, None, ctx)
+
+    def subject(self, source: str, ctx: Mapping[str, Any]) -> str:
+        subject = " ".join(self._render(self.text_env, None, source, ctx).split())
+        if not subject:
+            raise RenderError("subject renders empty")
+        return subject
+
+    def email(self, subject: str, name: str, ctx: Mapping[str, Any]) -> RenderedEmail:
+        text = self.text(name, ctx)
+        html_source = self._render(self.html_env, name, None, ctx)
+        return RenderedEmail(subject=self.subject(subject, ctx), text=text, html=markdown_to_html(html_source))
+
+
+@lru_cache(maxsize=1)
+def _markdown() -> md.Markdown:
+    return md.Markdown(extensions=["extra", "sane_lists"], output_format="html")
+
+
+def markdown_to_html(text: str) -> str:
+    converter = _markdown()
+    converter.reset()
+    return converter.convert(text)

@@ -1,0 +1,1 @@
+"""What a manager writes: sequence files, validated with file:line diagnostics."""

@@ -1,0 +1,176 @@
+"""Load every sequence file, with every problem found before any is reported.
+
+`load_catalog` is what `cadence validate`, `enroll` and the engine use: it parses
+each `sequences/*.yaml` with positions, validates its shape, then runs the
+checks that need the whole file or the templates folder. A sequence with any
+error is left out of the catalog, so nothing can enroll into a broken file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cadence.render import Renderer, sms_segments
+from cadence.spec.model import Sequence
+from cadence.spec.source import Diagnostic, Located, read_yaml, validate_model
+
+
+@dataclass(frozen=True)
+class LoadedSequence:
+    spec: Sequence
+    path: str
+    content_hash: str
+    template_hashes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Catalog:
+    sequences: dict[str, LoadedSequence]
+    diagnostics: list[Diagnostic]
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.is_error]
+
+    def get(self, sequence_id: str) -> LoadedSequence:
+        try:
+            return self.sequences[sequence_id]
+        except KeyError:
+            known = ", ".join(sorted(self.sequences)) or "none"
+            broken = [d for d in self.errors if Path(d.path).stem == sequence_id]
+            hint = " (its file has errors: run `cadence validate`)" if broken else ""
+            raise KeyError(f"unknown sequence {sequence_id!r}{hint}; known: {known}") from None
+
+
+def _cross_checks(seq: Sequence, doc: Located, renderer: Renderer) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    seen: dict[str, int] = {}
+    previous_day = 0
+    for i, step in enumerate(seq.steps):
+        loc = ("steps", i)
+        if step.id in seen:
+            out.append(
+                doc.diag((*loc, "id"), f"duplicate step id {step.id!r} (first used by step {seen[step.id] + 1})")
+            )
+        if step.day < previous_day:
+            out.append(
+                doc.diag((*loc, "day"), f"day {step.day} comes after day {previous_day}: days must not decrease")
+            )
+        previous_day = max(previous_day, step.day)
+        if step.reply_to is not None:
+            target = seen.get(step.reply_to)
+            if step.channel != "email":
+                out.append(doc.diag((*loc, "reply_to"), "reply_to only applies to email steps"))
+            elif target is None:
+                later = any(s.id == step.reply_to for s in seq.steps[i + 1 :])
+                why = "a later step" if later else "no step"
+                out.append(
+                    doc.diag(
+                        (*loc, "reply_to"),
+                        f"reply_to {step.reply_to!r} names {why}; it must name an earlier email step",
+                    )
+                )
+            elif seq.steps[target].channel != "email":
+                out.append(
+                    doc.diag(
+                        (*loc, "reply_to"),
+                        f"reply_to {step.reply_to!r} is a {seq.steps[target].channel} step, not an email",
+                    )
+                )
+        seen.setdefault(step.id, i)
+        out.extend(_step_fields(step, loc, doc))
+        if step.template is not None:
+            out.extend(_template_checks(step.channel, step.template, (*loc, "template"), doc, renderer))
+        for key in ("subject", "title"):
+            source = getattr(step, key)
+            if source is not None and (err := renderer.string_syntax_error(source)):
+                out.append(doc.diag((*loc, key), f"{key}: Jinja2 syntax error: {err}"))
+    return out
+
+
+def _step_fields(step, loc, doc: Located) -> list[Diagnostic]:  # type: ignore[no-untyped-def]
+    out = []
+    if step.channel in ("email", "sms", "call") and step.template is None:
+        out.append(doc.diag(loc, f"{step.channel} step {step.id!r} needs a template"))
+    if step.channel == "email" and step.subject is None and step.reply_to is None:
+        out.append(doc.diag(loc, f"email step {step.id!r} needs a subject (or reply_to an earlier email)"))
+    if step.channel != "email" and step.subject is not None:
+        out.append(doc.diag((*loc, "subject"), "subject only applies to email steps"))
+    if step.channel == "task" and step.title is None:
+        out.append(doc.diag(loc, f"task step {step.id!r} needs a title"))
+    return out
+
+
+def _template_checks(channel: str, name: str, loc: tuple, doc: Located, renderer: Renderer) -> list[Diagnostic]:  # type: ignore[type-arg]
+    if not renderer.exists(name):
+        return [doc.diag(loc, f"template {name!r} not found under {renderer.templates_dir}")]
+    template_path = str(renderer.templates_dir / name)
+    if err := renderer.syntax_error(name):
+        line, message = err
+        return [Diagnostic(template_path, line, 1, f"Jinja2 syntax error: {message}")]
+    if channel == "sms":
+        try:
+            sample = renderer.sample(name)
+        except Exception as exc:  # a template can fail in many ways with sample values
+            return [doc.diag(loc, f"template {name!r} cannot be rendered with sample values: {exc}", "warning")]
+        segments, encoding = sms_segments(sample)
+        if segments > 1:
+            return [
+                doc.diag(
+                    loc,
+                    f"SMS text is about {len(sample)} characters ({encoding}, fields counted as 10): "
+                    f"it will split into {segments} segments",
+                    "warning",
+                )
+            ]
+    return []
+
+
+def content_hash(spec: Sequence, template_hashes: dict[str, str]) -> str:
+    payload = json.dumps({"spec": spec.model_dump(mode="json"), "templates": template_hashes}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def load_sequence(
+    path: Path, renderer: Renderer, shown_as: str | None = None
+) -> tuple[LoadedSequence | None, list[Diagnostic]]:
+    doc, diags = read_yaml(path, shown_as)
+    if doc is None:
+        return None, diags
+    if not isinstance(doc.data, dict):
+        return None, [*diags, doc.diag((), "a sequence file must be a mapping with id, name and steps")]
+    spec, errors = validate_model(Sequence, doc)
+    diags += errors
+    if spec is None:
+        return None, diags
+    diags += _cross_checks(spec, doc, renderer)
+    if spec.id != path.stem:
+        diags.append(doc.diag(("id",), f"id {spec.id!r} differs from the file name {path.stem!r}", "warning"))
+    if any(d.is_error for d in diags):
+        return None, diags
+    templates = sorted({s.template for s in spec.steps if s.template})
+    hashes = {t: hashlib.sha256((renderer.templates_dir / t).read_bytes()).hexdigest() for t in templates}
+    return LoadedSequence(spec, doc.path, content_hash(spec, hashes), hashes), diags
+
+
+def load_catalog(sequences_dir: Path, renderer: Renderer, base: Path | None = None) -> Catalog:
+    sequences: dict[str, LoadedSequence] = {}
+    diagnostics: list[Diagnostic] = []
+    files = sorted([*sequences_dir.glob("*.yaml"), *sequences_dir.glob("*.yml")])
+    for path in files:
+        shown = str(path.relative_to(base)) if base and path.is_relative_to(base) else str(path)
+        loaded, diags = load_sequence(path, renderer, shown)
+        diagnostics += diags
+        if loaded is None:
+            continue
+        if loaded.spec.id in sequences:
+            other = sequences[loaded.spec.id].path
+            diagnostics.append(Diagnostic(shown, 1, 1, f"sequence id {loaded.spec.id!r} is already used by {other}"))
+            continue
+        sequences[loaded.spec.id] = loaded
+    if not sequences_dir.is_dir():
+        diagnostics.append(Diagnostic(str(sequences_dir), 1, 1, "sequences folder not found"))
+    return Catalog(sequences, diagnostics)

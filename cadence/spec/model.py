@@ -1,0 +1,132 @@
+"""The sequence file format: what a sales manager writes in `sequences/*.yaml`.
+
+These models check the shape of one file (keys, types, formats). Checks that need
+the whole file or the templates folder (duplicate step ids, `reply_to` targets,
+day order, missing templates) live in `cadence.spec.load`, where each problem can
+be pinned to its line.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cadence import timing
+
+Channel = Literal["email", "sms", "call", "task"]
+CHANNELS: tuple[str, ...] = ("email", "sms", "call", "task")
+SequenceKind = Literal["outbound", "nurture"]
+EVENTS: tuple[str, ...] = (
+    "replied",
+    "bounced",
+    "unsubscribed",
+    "sms_stop",
+    "sms_reply",
+    "meeting_booked",
+    "out_of_office",
+    "completed",
+    "expired",
+)
+EventName = Literal[
+    "replied",
+    "bounced",
+    "unsubscribed",
+    "sms_stop",
+    "sms_reply",
+    "meeting_booked",
+    "out_of_office",
+    "completed",
+    "expired",
+]
+DEFAULT_EXIT_ON: list[str] = ["replied", "meeting_booked", "bounced", "unsubscribed"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Schedule(Strict):
+    """Every key optional: what is left out comes from config.yaml's `schedule`."""
+
+    window: str | None = Field(None, description='Lead-local send window, "09:00-17:00", or "always"')
+    days: list[str] | None = Field(None, description="Allowed weekdays: mon..sun")
+    holidays: str | None = Field(
+        None, description="lead (the lead's country calendar), a country code like GB or US-CA, or none"
+    )
+    spread: str | None = Field(
+        None, description="How far past the base time leads are spread, deterministically per lead (e.g. 45m)"
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str | None) -> str | None:
+        if v is not None:
+            timing.Window.parse(v)
+        return v
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            timing.parse_weekdays(v)
+        return v
+
+    @field_validator("holidays")
+    @classmethod
+    def _holidays(cls, v: str | None) -> str | None:
+        if v is None or v.lower() in ("lead", "none"):
+            return None if v is None else v.lower()
+        timing.holiday_calendar(v)
+        return v.upper()
+
+    @field_validator("spread")
+    @classmethod
+    def _spread(cls, v: str | None) -> str | None:
+        if v is not None and str(v).strip() not in ("0", "none"):
+            timing.parse_duration(v)
+        return v
+
+
+class Step(Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Stable step id, unique within the file")
+    day: int = Field(ge=1, description="Business day of the sequence (1 = the first allowed day)")
+    channel: Channel
+    template: str | None = Field(None, description="Path under templates/ (email body, SMS text, call script)")
+    subject: str | None = Field(None, description="Email subject (a Jinja2 template)")
+    reply_to: str | None = Field(None, description="Id of an earlier email step to thread this email under")
+    at: str | None = Field(None, description='Lead-local time of day, "10:30"')
+    title: str | None = Field(None, description="Task title (call and task steps)")
+    immediate: bool = Field(False, description="Go out on the engine's next pass (speed-to-lead)")
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, v: str | None) -> str | None:
+        if v is not None:
+            timing.parse_time_of_day(v)
+        return v
+
+
+class Sequence(Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="Unique across sequences/")
+    name: str
+    kind: SequenceKind = "outbound"
+    description: str | None = None
+    schedule: Schedule = Schedule()
+    exit_on: list[EventName] = Field(default_factory=lambda: list(DEFAULT_EXIT_ON))
+    migrate: Literal["steps", "pin"] = Field(
+        "steps", description="How enrolled leads follow an applied edit: by step id, or pinned to their version"
+    )
+    steps: list[Step] = Field(min_length=1)
+
+    def step(self, step_id: str) -> Step:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+    def index_of(self, step_id: str) -> int:
+        for i, s in enumerate(self.steps):
+            if s.id == step_id:
+                return i
+        raise KeyError(step_id)

@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables, the engine and migrations, and the few hot queries."""

@@ -1,0 +1,149 @@
+"""The tables. The schema itself is created by Alembic migrations, never create_all.
+
+Hot paths: `enrollment.next_due_at` is the one indexed column the engine scans
+for due work (an index range scan, not one job per touch); a touch row is
+written when a touch is claimed, so its status history is the audit trail.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, MetaData, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from cadence.store.types import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+SQLModel.metadata = MetaData(naming_convention=NAMING)
+
+
+def _utc(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class Lead(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=200)
+    email: str | None = Field(default=None, max_length=320, unique=True)
+    phone: str | None = Field(default=None, max_length=32, index=True)
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    title: str | None = None
+    owner: str | None = Field(default=None, max_length=100, index=True)
+    timezone: str | None = Field(default=None, max_length=64)
+    country: str | None = Field(default=None, max_length=16)
+    sms_consent: bool = False
+    stage: str = Field(default="new", max_length=40)
+    score: float | None = None
+    do_not_contact: bool = False
+    email_invalid: bool = False
+    phone_invalid: bool = False
+    fields: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _utc(nullable=False)
+    updated_at: datetime = _utc(nullable=False)
+
+
+class SequenceVersion(SQLModel, table=True):
+    """A published version of a sequence file: what enrollments actually follow."""
+
+    __table_args__ = (
+        UniqueConstraint("sequence_id", "version"),
+        UniqueConstraint("sequence_id", "content_hash"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    sequence_id: str = Field(max_length=100, index=True)
+    version: int
+    content_hash: str = Field(max_length=64)
+    spec: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    template_hashes: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    path: str | None = None
+    published_at: datetime = _utc(nullable=False)
+
+
+class Enrollment(SQLModel, table=True):
+    """One lead in one sequence; `next_due_at` is NULL whenever nothing is due to claim."""
+
+    __table_args__ = (
+        Index(
+            "uq_enrollment_one_live_outbound",
+            "lead_id",
+            unique=True,
+            sqlite_where=text("kind = 'outbound' AND state IN ('active', 'paused')"),
+            postgresql_where=text("kind = 'outbound' AND state IN ('active', 'paused')"),
+        ),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: str = Field(foreign_key="lead.id", max_length=200, index=True)
+    sequence_id: str = Field(max_length=100, index=True)
+    version_id: int = Field(foreign_key="sequenceversion.id")
+    kind: str = Field(max_length=20)
+    state: str = Field(default="active", max_length=20)
+    enrolled_at: datetime = _utc(nullable=False)
+    next_index: int | None = None
+    next_step: str | None = Field(default=None, max_length=100)
+    next_due_at: datetime | None = _utc(index=True)
+    pending_touch_id: int | None = None
+    last_touch_at: datetime | None = _utc()
+    paused_until: datetime | None = _utc()
+    finished_at: datetime | None = _utc()
+    outcome: str | None = Field(default=None, max_length=40)
+    dropped_channels: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class Touch(SQLModel, table=True):
+    """One step carried out (or being carried out) for one lead."""
+
+    __table_args__ = (Index("ix_touch_status_lease", "status", "lease_until"),)
+    id: int | None = Field(default=None, primary_key=True)
+    enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
+    lead_id: str = Field(foreign_key="lead.id", max_length=200, index=True)
+    sequence_id: str = Field(max_length=100)
+    step_id: str = Field(max_length=100)
+    step_index: int
+    channel: str = Field(max_length=10)
+    status: str = Field(max_length=20)
+    owner: str | None = Field(default=None, max_length=100, index=True)
+    sender: str | None = Field(default=None, max_length=100)
+    due_at: datetime = _utc(nullable=False)
+    claimed_by: str | None = Field(default=None, max_length=100)
+    lease_until: datetime | None = _utc()
+    sent_at: datetime | None = _utc(index=True)
+    done_at: datetime | None = _utc()
+    attempts: int = 0
+    subject: str | None = None
+    body: str | None = None
+    message_id: str | None = Field(default=None, max_length=300, index=True)
+    provider_id: str | None = Field(default=None, max_length=100, index=True)
+    delivery: str | None = Field(default=None, max_length=20)
+    error: str | None = None
+    disposition: str | None = Field(default=None, max_length=60)
+    note: str | None = None
+
+
+class Suppression(SQLModel, table=True):
+    """Global do-not-contact: an address here is never contacted by any sequence."""
+
+    channel: str = Field(primary_key=True, max_length=10)
+    address: str = Field(primary_key=True, max_length=320)
+    reason: str = Field(max_length=200)
+    lead_id: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _utc(nullable=False)
+
+
+class History(SQLModel, table=True):
+    """The story of a lead: every enrollment, touch outcome, event, disposition and action."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: str = Field(foreign_key="lead.id", max_length=200, index=True)
+    at: datetime = _utc(nullable=False)
+    kind: str = Field(max_length=40)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    cause: str | None = None

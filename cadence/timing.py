@@ -1,0 +1,224 @@
+"""Calendar arithmetic in the lead's own time zone (pure: no I/O, no clock).
+
+A `Calendar` answers the questions every schedule asks: is this local date an
+allowed day (weekday allowed, not a holiday of the calendar in force), what is
+the n-th allowed day after it, and when, in UTC, does a touch planned for a local
+date actually fall inside the send window. All local->UTC conversion goes through
+`local_to_utc`, which is correct across DST changes: a wall time that does not
+exist (the spring-forward gap) moves forward by the gap, an ambiguous one (the
+fall-back hour) takes its first occurrence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Container
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+_DURATION = re.compile(r"^\s*(\d+)\s*(m|h|d|w)\s*$")
+_DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_MAX_SEARCH_DAYS = 3 * 366
+
+
+@dataclass(frozen=True)
+class Window:
+    """A daily interval of local wall time, in minutes since midnight: [start, end)."""
+
+    start: int
+    end: int
+
+    @classmethod
+    def parse(cls, text: str) -> Window:
+        if text.strip().lower() == "always":
+            return cls(0, 24 * 60)
+        m = _WINDOW.match(text)
+        if not m:
+            raise ValueError(f'window must look like "09:00-17:00" or be "always", not {text!r}')
+        h1, m1, h2, m2 = (int(g) for g in m.groups())
+        if h1 > 23 or m1 > 59 or h2 > 24 or m2 > 59 or (h2 == 24 and m2):
+            raise ValueError(f"window {text!r} has an impossible time of day")
+        start, end = h1 * 60 + m1, h2 * 60 + m2
+        if end <= start:
+            raise ValueError(f"window {text!r} must end after it starts (overnight windows are not supported)")
+        return cls(start, end)
+
+    def contains(self, minute: int) -> bool:
+        return self.start <= minute < self.end
+
+    def intersect(self, other: Window) -> Window | None:
+        start, end = max(self.start, other.start), min(self.end, other.end)
+        return Window(start, end) if end > start else None
+
+    def __str__(self) -> str:
+        return f"{self.start // 60:02d}:{self.start % 60:02d}-{self.end // 60:02d}:{self.end % 60:02d}"
+
+
+def parse_time_of_day(text: str) -> time:
+    m = re.match(r"^\s*(\d{1,2}):(\d{2})\s*$", text)
+    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        raise ValueError(f'time of day must look like "10:30", not {text!r}')
+    return time(int(m.group(1)), int(m.group(2)))
+
+
+def parse_duration(text: str | int) -> timedelta:
+    """`30d`, `12h`, `45m`, `2w`; a bare number means days (how managers talk about cool-offs)."""
+    if isinstance(text, int):
+        return timedelta(days=text)
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"duration must look like 30d, 12h, 45m or 2w, not {text!r}")
+    return timedelta(seconds=int(m.group(1)) * _DURATION_UNITS[m.group(2)])
+
+
+def parse_weekdays(days: list[str]) -> frozenset[int]:
+    out = set()
+    for d in days:
+        key = str(d).strip().lower()[:3]
+        if key not in WEEKDAYS:
+            raise ValueError(f"unknown weekday {d!r}; use mon, tue, wed, thu, fri, sat, sun")
+        out.add(WEEKDAYS.index(key))
+    if not out:
+        raise ValueError("days must allow at least one weekday")
+    return frozenset(out)
+
+
+@lru_cache(maxsize=512)
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name like America/New_York)") from exc
+
+
+@lru_cache(maxsize=256)
+def holiday_calendar(country: str) -> Container[date]:
+    """The public holidays of a country (ISO 3166 alpha-2, optionally COUNTRY-SUBDIV)."""
+    import holidays
+
+    code, _, subdiv = country.strip().upper().partition("-")
+    try:
+        return holidays.country_holidays(code, subdiv=subdiv or None)
+    except NotImplementedError as exc:
+        raise ValueError(f"no holiday calendar for country {country!r}") from exc
+
+
+def local_to_utc(day: date, minute: int, tz: ZoneInfo) -> datetime:
+    """Wall time `minute` after local midnight of `day`, as UTC (DST-safe, see module doc)."""
+    if minute >= 24 * 60:
+        return local_to_utc(day + timedelta(days=1), minute - 24 * 60, tz)
+    naive = datetime(day.year, day.month, day.day, minute // 60, minute % 60)
+    return naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
+
+
+def spread_seconds(key: str, limit_seconds: int) -> int:
+    """A stable per-lead offset in [0, limit): the same lead always lands at the same minute."""
+    if limit_seconds <= 0:
+        return 0
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % limit_seconds
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """One lead's schedule, resolved: zone, window, allowed weekdays, holidays, spread."""
+
+    tz: ZoneInfo
+    window: Window
+    days: frozenset[int]
+    holidays: Container[date] = field(default_factory=frozenset)
+    spread: timedelta = timedelta(0)
+
+    def is_allowed(self, day: date) -> bool:
+        return day.weekday() in self.days and day not in self.holidays
+
+    def next_allowed(self, day: date, *, inclusive: bool = False) -> date:
+        current = day if inclusive else day + timedelta(days=1)
+        for _ in range(_MAX_SEARCH_DAYS):
+            if self.is_allowed(current):
+                return current
+            current += timedelta(days=1)
+        raise ValueError("no allowed day within three years: check days and holidays")
+
+    def add_allowed_days(self, day: date, count: int) -> date:
+        """The `count`-th allowed day strictly after `day` (count 0 returns `day` itself)."""
+        current = day
+        for _ in range(count):
+            current = self.next_allowed(current)
+        return current
+
+    def local_date(self, instant: datetime) -> date:
+        return instant.astimezone(self.tz).date()
+
+    def local_minute(self, instant: datetime) -> float:
+        local = instant.astimezone(self.tz)
+        return local.hour * 60 + local.minute + local.second / 60
+
+    def bounds(self, day: date, window: Window | None = None) -> tuple[datetime, datetime]:
+        w = window or self.window
+        return local_to_utc(day, w.start, self.tz), local_to_utc(day, w.end, self.tz)
+
+    def is_open(self, instant: datetime, window: Window | None = None) -> bool:
+        """Is `instant` an allowed day, inside the window, for this lead?"""
+        day = self.local_date(instant)
+        if not self.is_allowed(day):
+            return False
+        start, end = self.bounds(day, window)
+        return start <= instant < end
+
+    def slot_on(
+        self,
+        day: date,
+        *,
+        earliest: datetime,
+        at: time | None,
+        spread_key: str | None,
+        window: Window | None = None,
+    ) -> datetime | None:
+        """When a touch planned for local `day` falls due, or None if it no longer fits that day.
+
+        The base is the `at` time (or the window's opening), plus the lead's stable spread;
+        never before `earliest` (so a lead enrolled mid-window goes at once), never at or
+        after the window's close.
+        """
+        w = window or self.window
+        if not self.is_allowed(day):
+            return None
+        open_at, close_at = self.bounds(day, w)
+        base_minute = w.start if at is None else at.hour * 60 + at.minute
+        base = local_to_utc(day, base_minute, self.tz)
+        if base < open_at:
+            base = open_at
+        room = int((close_at - base).total_seconds())
+        if room <= 0:
+            return None
+        spread = 0 if spread_key is None else spread_seconds(spread_key, min(room, int(self.spread.total_seconds())))
+        candidate = base + timedelta(seconds=spread)
+        if candidate < earliest:
+            candidate = earliest
+        if candidate >= close_at:
+            return None
+        return candidate
+
+    def first_slot_from(
+        self,
+        day: date,
+        *,
+        earliest: datetime,
+        at: time | None,
+        spread_key: str | None,
+        window: Window | None = None,
+    ) -> datetime:
+        """The first slot on `day` or, if it no longer fits, on the next allowed days."""
+        current = day if self.is_allowed(day) else self.next_allowed(day)
+        for _ in range(_MAX_SEARCH_DAYS):
+            slot = self.slot_on(current, earliest=earliest, at=at, spread_key=spread_key, window=window)
+            if slot is not None:
+                return slot
+            current = self.next_allowed(current)
+        raise ValueError("no slot within three years: check the window, days and holidays")

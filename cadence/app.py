@@ -39,6 +39,11 @@ class App:
     def engine(self) -> Engine:
         return open_engine(self.database_url)
 
+    def close(self) -> None:
+        """Release pooled connections (the CLI calls this when a command ends)."""
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
     @cached_property
     def renderer(self) -> Renderer:
         return Renderer(self.settings.templates_dir)

@@ -27,6 +27,7 @@ def root(
 ) -> None:
     """Set CADENCE_NOW (ISO 8601 with offset) to pin "now" for any command."""
     ctx.obj = State(config=config)
+    ctx.call_on_close(ctx.obj.close)
 
 
 project.register(app)

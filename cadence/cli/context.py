@@ -35,7 +35,14 @@ class State:
         return self._app
 
 
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+            self._app = None
+
+
 def state(ctx: typer.Context) -> State:
-    obj = ctx.find_root().obj
+    root = ctx.find_root()
+    obj = root.obj
     assert isinstance(obj, State)
     return obj

@@ -1,0 +1,1 @@
+"""Channels: email, SMS and tasks, each a small transport behind one protocol."""

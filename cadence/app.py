@@ -6,6 +6,8 @@ and pass it down.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +22,7 @@ from cadence.spec.load import Catalog, load_catalog
 from cadence.spec.model import Sequence
 from cadence.store.db import open_engine
 from cadence.timing import Window
+from cadence.tokens import SECRET_ENV
 from cadence.versions import SpecCache
 
 
@@ -28,12 +31,21 @@ class App:
     settings: Settings
     clock: Clock
     database_url: str
+    secret: str | None = None
     specs: SpecCache = field(default_factory=SpecCache)
 
     @classmethod
-    def load(cls, config_path: Path, clock: Clock, database_url: str | None = None) -> App:
+    def load(
+        cls,
+        config_path: Path,
+        clock: Clock,
+        database_url: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> App:
+        """Build from config.yaml; secrets (CADENCE_SECRET) come only from the environment."""
+        env = os.environ if environ is None else environ
         settings = load_settings(config_path)
-        return cls(settings, clock, database_url or settings.database_url())
+        return cls(settings, clock, database_url or settings.database_url(env), env.get(SECRET_ENV) or None)
 
     @cached_property
     def engine(self) -> Engine:

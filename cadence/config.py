@@ -16,10 +16,10 @@ from typing import Literal
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cadence import timing
-from cadence.spec.source import Diagnostic, SpecError, read_yaml, validate_model
+from cadence.spec.source import Diagnostic, Located, SpecError, read_yaml, validate_model
 
 
 class Strict(BaseModel):
@@ -51,6 +51,12 @@ class DefaultSchedule(Strict):
             return v.lower()
         timing.holiday_calendar(v)
         return v.upper()
+
+    @field_validator("spread", mode="before")
+    @classmethod
+    def _spread_zero(cls, v: object) -> object:
+        """YAML reads `spread: 0` (the documented "no spread") as a number."""
+        return "0" if v == 0 and not isinstance(v, bool) else v
 
     @field_validator("spread")
     @classmethod
@@ -176,15 +182,6 @@ class Settings(Strict):
         timing.holiday_calendar(v)
         return v.upper()
 
-    @model_validator(mode="after")
-    def _unique_senders(self) -> Settings:
-        seen: set[str] = set()
-        for s in self.senders:
-            if s.id in seen:
-                raise ValueError(f"sender id {s.id!r} appears twice")
-            seen.add(s.id)
-        return self
-
     def sender(self, sender_id: str) -> Sender:
         for s in self.senders:
             if s.id == sender_id:
@@ -239,7 +236,30 @@ def check_settings(path: Path) -> tuple[Settings | None, list[Diagnostic]]:
     data["root"] = path.parent.resolve()
     doc.data = data
     settings, errors = validate_model(Settings, doc)
-    return settings, diags + errors
+    return settings, diags + errors + _duplicate_senders(doc)
+
+
+def _duplicate_senders(doc: Located) -> list[Diagnostic]:
+    """Sender ids are lead owners: each must be unique. Checked here, on the file, to point at the line."""
+    senders = doc.data.get("senders")
+    if not isinstance(senders, list):
+        return []
+    first: dict[str, int] = {}
+    out = []
+    for i, sender in enumerate(senders):
+        sender_id = sender.get("id") if isinstance(sender, dict) else None
+        if not isinstance(sender_id, str):
+            continue
+        if sender_id in first:
+            out.append(
+                doc.diag(
+                    ("senders", i, "id"),
+                    f"sender id {sender_id!r} appears twice (first as sender {first[sender_id] + 1})",
+                )
+            )
+        else:
+            first[sender_id] = i
+    return out
 
 
 def load_settings(path: Path) -> Settings:

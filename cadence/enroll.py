@@ -134,7 +134,11 @@ def _enroll_chunk(
         if lead_id in refused:
             refusals.append({"lead": lead_id, "reason": refused[lead_id]})
             continue
-        due = app.planner(spec, lead.timezone, lead.country).first_due(now, lead_id)
+        try:
+            due = app.planner(spec, lead.timezone, lead.country).first_due(now, lead_id)
+        except ValueError as exc:  # e.g. an `at` time outside this lead's window: nothing can be planned
+            refusals.append({"lead": lead_id, "reason": f"cannot plan {spec.id} for lead {lead_id}: {exc}"})
+            continue
         rows.append(
             {
                 "lead_id": lead_id, "sequence_id": spec.id, "version_id": version_id, "kind": spec.kind,

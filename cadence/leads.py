@@ -107,8 +107,6 @@ def clean_row(raw: dict[str, str | None], settings: Settings) -> dict[str, Any]:
     if len(lead_id) > 200:
         raise LeadError("id is longer than 200 characters")
     out["id"] = lead_id
-    if "email" not in out and "phone" not in out:
-        raise LeadError("row needs an email or a phone")
     if row.get("timezone"):
         try:
             timing.zone(row["timezone"])
@@ -139,13 +137,26 @@ def clean_row(raw: dict[str, str | None], settings: Settings) -> dict[str, Any]:
 
 
 def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str | None]]]:
-    """(row number as a spreadsheet shows it, cells); the header is row 1."""
+    """(row number as a spreadsheet shows it, cells); the header is row 1.
+
+    Rows are counted as records, not file lines: a quoted cell spanning several
+    lines is still one row. A row whose cells are all blank (a blank line, or the
+    ",,,," spreadsheets export) is counted and skipped. Cells beyond the header
+    go under the key None, as with `csv.DictReader`.
+    """
     with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if not header:
             return
-        for raw in reader:
-            yield reader.line_num, raw
+        for number, cells in enumerate(reader, start=2):
+            if not any(cell.strip() for cell in cells):
+                continue
+            raw: dict[Any, Any] = dict.fromkeys(header)
+            raw.update(zip(header, cells, strict=False))
+            if len(cells) > len(header):
+                raw[None] = cells[len(header) :]
+            yield number, raw
 
 
 def count_rows(path: Path) -> int:
@@ -230,6 +241,10 @@ def _upsert_chunk(
             merged.update({k: v for k, v in values.items() if k != "fields"})
             merged["fields"] = {**merged["fields"], **values.get("fields", {})}
             report.updated += 1
+        elif "email" not in values and "phone" not in values:
+            # an update may leave both blank (blank keeps what is stored); a new lead needs a way to reach it
+            report.rejected.append({"row": row_number, "error": "row needs an email or a phone"})
+            continue
         else:
             lead = {
                 "id": lead_id, "email": None, "phone": None, "first_name": None, "last_name": None,

@@ -87,7 +87,7 @@ def _rendered(app: App, spec: Any, step: Any, lead: Any, sender: Any) -> dict[st
         out = {}
         subject = step.subject
         if subject is None and step.reply_to:
-            subject = spec.step(step.reply_to).subject
+            subject = spec.thread_root(step.reply_to).subject
             out["subject"] = "Re: " + renderer.subject(subject or "", ctx)
         elif subject is not None:
             out["subject"] = renderer.subject(subject, ctx)

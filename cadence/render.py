@@ -120,10 +120,12 @@ class Renderer:
             raise RenderError("subject renders empty")
         return subject
 
+    def html(self, name: str, ctx: Mapping[str, Any]) -> str:
+        """The Markdown template rendered with autoescape, then converted to HTML."""
+        return markdown_to_html(self._render(self.html_env, name, None, ctx))
+
     def email(self, subject: str, name: str, ctx: Mapping[str, Any]) -> RenderedEmail:
-        text = self.text(name, ctx)
-        html_source = self._render(self.html_env, name, None, ctx)
-        return RenderedEmail(subject=self.subject(subject, ctx), text=text, html=markdown_to_html(html_source))
+        return RenderedEmail(subject=self.subject(subject, ctx), text=self.text(name, ctx), html=self.html(name, ctx))
 
 
 @lru_cache(maxsize=1)

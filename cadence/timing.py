@@ -200,7 +200,7 @@ class Calendar:
         spread = 0 if spread_key is None else spread_seconds(spread_key, min(room, int(self.spread.total_seconds())))
         candidate = base + timedelta(seconds=spread)
         if candidate < earliest:
-            candidate = earliest
+            candidate = earliest.astimezone(UTC)  # stored times are UTC, whatever zone `earliest` came in
         if candidate >= close_at:
             return None
         return candidate

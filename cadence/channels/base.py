@@ -8,8 +8,11 @@ Errors, by what the dispatcher does about them:
 
     SendError                 base class; `code` is the provider's (SMTP reply or Twilio error code)
     ├── TransientError        retried with exponential backoff and jitter, up to engine.max_attempts
-    │                         (SMTP 4xx, connection refused or dropped, timeouts, Twilio 429 and 5xx,
-    │                          Twilio 30003 unreachable and 30008 unknown)
+    │                         (SMTP 4xx, connection refused or dropped before the message was handed
+    │                          over, Twilio 429 and 5xx, Twilio 30003 unreachable and 30008 unknown)
+    ├── UncertainError        the message may or may not have gone out (a timeout or a dropped
+    │                         connection after the request was written): the touch becomes `unknown`
+    │                         and is resent only by `cadence retry`, like a claim whose worker died
     └── PermanentError        never retried; `event` says what it means for the lead:
                               "bounced"        SMTP 5xx recipient rejection
                               "sms_stop"       Twilio 21610: the recipient opted out
@@ -40,6 +43,10 @@ class SendError(Exception):
 
 class TransientError(SendError):
     """Worth trying again later."""
+
+
+class UncertainError(SendError):
+    """The provider may have accepted the message: resending blindly could contact a prospect twice."""
 
 
 class PermanentError(SendError):

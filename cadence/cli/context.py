@@ -34,7 +34,6 @@ class State:
                 raise typer.Exit(1) from exc
         return self._app
 
-
     def close(self) -> None:
         if self._app is not None:
             self._app.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 from cadence.render import Renderer, sms_segments
 from cadence.spec.model import Sequence
 from cadence.spec.source import Diagnostic, Located, read_yaml, validate_model
+from cadence.timing import Window, parse_time_of_day
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,16 @@ def _cross_checks(seq: Sequence, doc: Located, renderer: Renderer) -> list[Diagn
                 )
         seen.setdefault(step.id, i)
         out.extend(_step_fields(step, loc, doc))
+        if step.at is not None and seq.schedule.window is not None:
+            window = Window.parse(seq.schedule.window)
+            at = parse_time_of_day(step.at)
+            if at.hour * 60 + at.minute >= window.end:
+                out.append(
+                    doc.diag(
+                        (*loc, "at"),
+                        f"at {step.at!r} is not before the window closes ({window}): the step could never be due",
+                    )
+                )
         if step.template is not None:
             out.extend(_template_checks(step.channel, step.template, (*loc, "template"), doc, renderer))
         for key in ("subject", "title"):

@@ -80,6 +80,12 @@ class Schedule(Strict):
         timing.holiday_calendar(v)
         return v.upper()
 
+    @field_validator("spread", mode="before")
+    @classmethod
+    def _spread_zero(cls, v: object) -> object:
+        """YAML reads `spread: 0` (the documented "no spread") as a number."""
+        return "0" if v == 0 and not isinstance(v, bool) else v
+
     @field_validator("spread")
     @classmethod
     def _spread(cls, v: str | None) -> str | None:
@@ -124,6 +130,15 @@ class Sequence(Strict):
             if s.id == step_id:
                 return s
         raise KeyError(step_id)
+
+    def thread_root(self, step_id: str) -> Step:
+        """The email that starts the thread `step_id` replies into (following reply_to chains)."""
+        step = self.step(step_id)
+        seen = {step.id}
+        while step.reply_to is not None and step.reply_to not in seen:
+            seen.add(step.reply_to)
+            step = self.step(step.reply_to)
+        return step
 
     def index_of(self, step_id: str) -> int:
         for i, s in enumerate(self.steps):

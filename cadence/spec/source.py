@@ -93,6 +93,10 @@ def parse_yaml(text: str, path: str) -> tuple[Located | None, list[Diagnostic]]:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
+        started = exc.context_mark
+        if exc.problem and exc.context and started and (started.line + 1, started.column + 1) != (line, col):
+            # an unclosed quote or bracket fails far from where it opened: say where that was
+            problem += f" ({exc.context} started at line {started.line + 1}, column {started.column + 1})"
         return None, [Diagnostic(path, line, col, f"YAML syntax error: {problem}")]
     except yaml.YAMLError as exc:
         return None, [Diagnostic(path, 1, 1, f"YAML syntax error: {exc}")]

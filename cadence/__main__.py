@@ -1,0 +1,3 @@
+from cadence.cli.app import main
+
+main()

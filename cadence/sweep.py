@@ -1,0 +1,143 @@
+"""Housekeeping that keeps every lead moving: lost claims, expired tasks, retries by hand.
+
+- A `sending` touch whose lease ran out belonged to a worker that died mid-send.
+  We cannot know whether the prospect got it, so it becomes `unknown` and waits
+  for a person (`cadence retry`), unless `engine.resend_unknown` says to resend.
+- An open task nobody worked for `tasks.expire_after_days` allowed days expires,
+  so no lead stalls for ever; the sequence moves on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from cadence.app import App
+from cadence.events import add_history
+from cadence.progression import advance
+from cadence.store.queries import EnrollmentT, LeadT, TouchT
+
+
+@dataclass
+class SweepReport:
+    unknown: int = 0
+    resent: int = 0
+    expired: int = 0
+
+    def as_json(self) -> dict[str, int]:
+        return {"unknown": self.unknown, "resent": self.resent, "expired": self.expired}
+
+
+class RetryError(ValueError):
+    """A touch that cannot be retried, with the reason."""
+
+
+def sweep(app: App, now: datetime) -> SweepReport:
+    report = SweepReport()
+    with app.engine.begin() as conn:
+        _expire_leases(app, conn, now, report)
+        _expire_tasks(app, conn, now, report)
+    return report
+
+
+def _expire_leases(app: App, conn: Connection, now: datetime, report: SweepReport) -> None:
+    lost = conn.execute(
+        select(TouchT.c.id, TouchT.c.lead_id, TouchT.c.enrollment_id, TouchT.c.step_id, TouchT.c.claimed_by).where(
+            TouchT.c.status == "sending", TouchT.c.lease_until < now
+        )
+    ).all()
+    for touch_id, lead_id, enrollment_id, step_id, worker in lost:
+        if app.settings.engine.resend_unknown:
+            conn.execute(
+                update(TouchT)
+                .where(TouchT.c.id == touch_id)
+                .values(status="scheduled", claimed_by=None, lease_until=None, error=f"worker {worker} lost; resending")
+            )
+            conn.execute(update(EnrollmentT).where(EnrollmentT.c.id == enrollment_id).values(next_due_at=now))
+            report.resent += 1
+        else:
+            conn.execute(
+                update(TouchT)
+                .where(TouchT.c.id == touch_id)
+                .values(
+                    status="unknown",
+                    claimed_by=None,
+                    lease_until=None,
+                    error=f"worker {worker} stopped before recording the result; "
+                    f"check, then `cadence retry {touch_id}`",
+                )
+            )
+            report.unknown += 1
+        add_history(conn, lead_id, now, "touch", {"touch": touch_id, "step": step_id, "status": "unknown"})
+
+
+def _expire_tasks(app: App, conn: Connection, now: datetime, report: SweepReport) -> None:
+    days = app.settings.tasks.expire_after_days
+    open_tasks = conn.execute(
+        select(TouchT.c.id, TouchT.c.enrollment_id, TouchT.c.due_at).where(
+            TouchT.c.status == "task_open", TouchT.c.due_at < now - timedelta(days=1)
+        )
+    ).all()
+    for touch_id, enrollment_id, opened_at in open_tasks:
+        enrollment, lead = _enrollment_and_lead(conn, enrollment_id)
+        spec, _ = app.specs.get(conn, enrollment["version_id"])
+        planner = app.planner(spec, lead["timezone"], lead["country"])
+        cal = planner.calendar
+        last_day = cal.add_allowed_days(cal.local_date(opened_at), days)
+        deadline = cal.bounds(last_day)[1]
+        if now < deadline:
+            continue
+        conn.execute(
+            update(TouchT)
+            .where(TouchT.c.id == touch_id)
+            .values(status="expired", done_at=now, error=f"not worked within {days} allowed days")
+        )
+        add_history(conn, lead["id"], now, "event", {"event": "expired", "touch": touch_id}, "task expired")
+        report.expired += 1
+        if enrollment["state"] == "active" and enrollment["pending_touch_id"] == touch_id:
+            index = enrollment["next_index"]
+            advance(conn, app.specs, enrollment, planner, index, now, now)
+
+
+def _enrollment_and_lead(conn: Connection, enrollment_id: int) -> tuple[Any, Any]:
+    enrollment = conn.execute(select(EnrollmentT).where(EnrollmentT.c.id == enrollment_id)).mappings().one()
+    lead = conn.execute(select(LeadT).where(LeadT.c.id == enrollment["lead_id"])).mappings().one()
+    return enrollment, lead
+
+
+def retry(app: App, touch_id: int, *, skip: bool = False) -> str:
+    """Resend an `unknown` touch (or, with skip, record it as not resent and move the lead on)."""
+    now = app.clock.now()
+    with app.engine.begin() as conn:
+        touch = conn.execute(select(TouchT).where(TouchT.c.id == touch_id)).mappings().first()
+        if touch is None:
+            raise RetryError(f"no touch {touch_id}")
+        if touch["status"] != "unknown":
+            raise RetryError(f"touch {touch_id} is {touch['status']}; only unknown touches can be retried")
+        enrollment, lead = _enrollment_and_lead(conn, touch["enrollment_id"])
+        if enrollment["state"] != "active":
+            raise RetryError(f"enrollment {enrollment['id']} is {enrollment['state']}; nothing to resend into")
+        if skip:
+            conn.execute(
+                update(TouchT)
+                .where(TouchT.c.id == touch_id)
+                .values(status="skipped", done_at=now, error="not resent (by hand)")
+            )
+            spec, _ = app.specs.get(conn, enrollment["version_id"])
+            planner = app.planner(spec, lead["timezone"], lead["country"])
+            advance(conn, app.specs, enrollment, planner, touch["step_index"], now, now)
+            add_history(
+                conn, lead["id"], now, "touch", {"touch": touch_id, "status": "skipped"}, "cadence retry --skip"
+            )
+            return f"touch {touch_id} recorded as not resent; {lead['id']} moves on"
+        conn.execute(update(TouchT).where(TouchT.c.id == touch_id).values(status="scheduled", error=None))
+        conn.execute(
+            update(EnrollmentT)
+            .where(EnrollmentT.c.id == enrollment["id"])
+            .values(next_due_at=now, pending_touch_id=touch_id)
+        )
+        add_history(conn, lead["id"], now, "touch", {"touch": touch_id, "status": "scheduled"}, "cadence retry")
+    return f"touch {touch_id} will be resent on the next pass (inside the lead's window)"

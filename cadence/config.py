@@ -19,6 +19,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cadence import timing
+from cadence.rules import Rule, _as_set
 from cadence.spec.source import Diagnostic, Located, SpecError, read_yaml, validate_model
 
 
@@ -152,6 +153,18 @@ class EngineSettings(Strict):
     resend_unknown: bool = Field(False, description="Resend touches whose worker died (risks a duplicate)")
 
 
+DEFAULT_DISPOSITIONS = {
+    "connected_interested": "Connected - interested",
+    "meeting_booked": "Meeting booked",
+    "not_now": "Connected - bad timing",
+    "left_voicemail": "Left voicemail",
+    "no_answer": "No answer",
+    "wrong_number": "Wrong number",
+    "not_interested": "Not interested",
+    "do_not_call": "Asked not to be called",
+}
+
+
 class Settings(Strict):
     database: str = "sqlite:///cadence.db"
     timezone: str = "America/New_York"
@@ -167,6 +180,11 @@ class Settings(Strict):
     tasks: TaskSettings = TaskSettings()
     limits: LimitSettings = LimitSettings()
     engine: EngineSettings = EngineSettings()
+    dispositions: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_DISPOSITIONS), description="Codes SDRs log on tasks, with labels"
+    )
+    rules: list[Rule] = Field(default_factory=list, description="First match wins, top to bottom")
+    inbound_sequence: str | None = Field(None, description="Where POST /leads enrolls when the request names none")
     # Where the file lives; not a key users write.
     root: Path = Field(Path("."), exclude=True)
 
@@ -259,6 +277,29 @@ def _duplicate_senders(doc: Located) -> list[Diagnostic]:
             )
         else:
             first[sender_id] = i
+    return out
+
+
+def check_references(path: Path, settings: Settings, sequence_ids: set[str]) -> list[Diagnostic]:
+    """Rules must name configured disposition codes and existing sequences (needs the catalog)."""
+    doc, _ = read_yaml(path)
+    if doc is None:
+        return []
+    out: list[Diagnostic] = []
+    known = ", ".join(sorted(settings.dispositions)) or "none"
+    for i, rule in enumerate(settings.rules):
+        for code in sorted(_as_set(rule.when.disposition) or ()):
+            if code not in settings.dispositions:
+                out.append(
+                    doc.diag(("rules", i, "when", "disposition"), f"unknown disposition {code!r}; known: {known}")
+                )
+        named = [("when", "sequence", s) for s in sorted(_as_set(rule.when.sequence) or ())]
+        named += [("then", key, getattr(rule.then, key)) for key in ("recycle", "enroll") if getattr(rule.then, key)]
+        for part, key, sequence_id in named:
+            if sequence_id not in sequence_ids:
+                out.append(doc.diag(("rules", i, part, key), f"unknown sequence {sequence_id!r}"))
+    if settings.inbound_sequence and settings.inbound_sequence not in sequence_ids:
+        out.append(doc.diag(("inbound_sequence",), f"unknown sequence {settings.inbound_sequence!r}"))
     return out
 
 

@@ -36,7 +36,7 @@ from cadence.channels.base import (
 )
 from cadence.compose import template_context
 from cadence.config import Sender
-from cadence.events import add_history, apply_builtin
+from cadence.events import add_history, on_event
 from cadence.planner import Planner
 from cadence.progression import advance, defer
 from cadence.render import RenderError
@@ -323,7 +323,7 @@ class Dispatcher:
             "touch",
             {"sequence": spec.id, "step": step.id, "status": "skipped", "reason": reason},
         )
-        advance(conn, self.app.specs, row, planner, index, now, now)
+        advance(conn, self.app, row, planner, index, now, now)
 
     def _message_id(self, lead: Any) -> str:
         domain = self.settings.email.domain
@@ -358,7 +358,9 @@ class Dispatcher:
             extras["unsubscribe_url"] = unsubscribe_url
         ctx = template_context(lead, job.sender, job.spec, step, extras)
         if step.channel in TASK_CHANNELS:
-            job.subject = renderer.subject(step.title, ctx) if step.title else f"Call {lead['id']}"
+            who = " ".join(filter(None, [lead["first_name"], lead["last_name"]])) or lead["id"]
+            default = f"Call {who}" + (f" ({lead['company']})" if lead["company"] else "")
+            job.subject = renderer.subject(step.title, ctx) if step.title else default
             job.body = renderer.text(step.template, ctx) if step.template else None
             return
         assert step.template is not None and job.sender is not None
@@ -445,7 +447,7 @@ class Dispatcher:
                         values["provider_id"] = provider
                     conn.execute(where.values(**values))
                     add_history(conn, lead_id, now, "touch", {**detail, "status": "sent"})
-                    advance(conn, self.app.specs, row, job.planner, job.index, now, now)
+                    advance(conn, self.app, row, job.planner, job.index, now, now)
                     report.sent[step.channel] += 1
                     continue
                 error = job.error
@@ -474,18 +476,13 @@ class Dispatcher:
                 report.failed += 1
                 event = error.event if isinstance(error, PermanentError) else None
                 if event:
-                    apply_builtin(
-                        conn,
-                        self.app.specs,
-                        lead_id,
-                        event,
-                        now,
-                        cause=f"{step.channel} {step.id}: {error}",
-                        detail=detail,
-                    )
+                    on_event(
+                        conn, self.app, lead_id, event, now, cause=f"{step.channel} {step.id}: {error}",
+                        detail=detail, channel=step.channel,
+                    )  # fmt: skip
                 state = conn.execute(select(EnrollmentT.c.state).where(EnrollmentT.c.id == row["id"])).scalar()
                 if state == "active":
-                    advance(conn, self.app.specs, row, job.planner, job.index, now, now)
+                    advance(conn, self.app, row, job.planner, job.index, now, now)
 
     def _retry_at(self, job: Job, attempts: int, now: datetime) -> datetime:
         base = self.settings.engine.backoff_seconds * 2 ** (attempts - 1)

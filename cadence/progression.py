@@ -8,19 +8,21 @@ which is itself an event the rules can act on.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, update
 
-from cadence.events import add_history, apply_builtin, finish_enrollment
+from cadence.events import add_history, finish_enrollment, on_event
 from cadence.planner import Planner
 from cadence.store.queries import EnrollmentT
-from cadence.versions import SpecCache
+
+if TYPE_CHECKING:
+    from cadence.app import App
 
 
 def advance(
     conn: Connection,
-    specs: SpecCache,
+    app: App,
     enrollment: Any,
     planner: Planner,
     index: int,
@@ -32,9 +34,10 @@ def advance(
     lead_id = enrollment["lead_id"]
     if index + 1 >= len(steps):
         finish_enrollment(conn, enrollment["id"], lead_id, "completed", now, cause="sequence ran out of steps")
-        apply_builtin(
-            conn, specs, lead_id, "completed", now, cause=f"{enrollment['sequence_id']} completed",
-            detail={"sequence": enrollment["sequence_id"], "kind": enrollment["kind"]},
+        finished = {**dict(enrollment), "state": "finished", "outcome": "completed"}
+        on_event(
+            conn, app, lead_id, "completed", now, cause=f"{enrollment['sequence_id']} completed",
+            detail={"sequence": enrollment["sequence_id"]}, enrollments=[finished],
         )  # fmt: skip
         return None
     due = planner.due_after(index, happened_at, lead_id)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from cadence.app import App
-from cadence.events import add_history
+from cadence.events import RecycleT, add_history, on_event
 from cadence.progression import advance
 from cadence.store.queries import EnrollmentT, LeadT, TouchT
 
@@ -26,9 +26,14 @@ class SweepReport:
     unknown: int = 0
     resent: int = 0
     expired: int = 0
+    resumed: int = 0
+    recycled: int = 0
 
     def as_json(self) -> dict[str, int]:
-        return {"unknown": self.unknown, "resent": self.resent, "expired": self.expired}
+        return {
+            "unknown": self.unknown, "resent": self.resent, "expired": self.expired,
+            "resumed": self.resumed, "recycled": self.recycled,
+        }  # fmt: skip
 
 
 class RetryError(ValueError):
@@ -40,7 +45,39 @@ def sweep(app: App, now: datetime) -> SweepReport:
     with app.engine.begin() as conn:
         _expire_leases(app, conn, now, report)
         _expire_tasks(app, conn, now, report)
+        _end_pauses(app, conn, now, report)
+        _recycles_due(app, conn, now, report)
     return report
+
+
+def _end_pauses(app: App, conn: Connection, now: datetime, report: SweepReport) -> None:
+    from cadence.pausing import resume_enrollment
+
+    due = conn.execute(
+        select(EnrollmentT).where(EnrollmentT.c.state == "paused", EnrollmentT.c.paused_until <= now)
+    ).mappings()
+    for enrollment in list(due):
+        resume_enrollment(conn, app, enrollment, now, "pause ended")
+        report.resumed += 1
+
+
+def _recycles_due(app: App, conn: Connection, now: datetime, report: SweepReport) -> None:
+    """Leads whose cool-off is over are enrolled into their recycle sequence (stored, so restarts keep them)."""
+    from cadence.enroll import enroll_in
+
+    for recycle in list(conn.execute(select(RecycleT).where(RecycleT.c.due_at <= now)).mappings()):
+        enrolled, refused = enroll_in(
+            conn, app, recycle["sequence_id"], [recycle["lead_id"]], now, f"recycle: {recycle['cause']}"
+        )
+        conn.execute(RecycleT.delete().where(RecycleT.c.id == recycle["id"]))
+        if enrolled:
+            report.recycled += 1
+        else:
+            add_history(
+                conn, recycle["lead_id"], now, "action",
+                {"action": "recycle refused", "sequence": recycle["sequence_id"], "reason": refused[0]["reason"]},
+                "recycle",
+            )  # fmt: skip
 
 
 def _expire_leases(app: App, conn: Connection, now: datetime, report: SweepReport) -> None:
@@ -95,11 +132,15 @@ def _expire_tasks(app: App, conn: Connection, now: datetime, report: SweepReport
             .where(TouchT.c.id == touch_id)
             .values(status="expired", done_at=now, error=f"not worked within {days} allowed days")
         )
-        add_history(conn, lead["id"], now, "event", {"event": "expired", "touch": touch_id}, "task expired")
         report.expired += 1
+        on_event(
+            conn, app, lead["id"], "expired", now, cause="task expired", detail={"touch": touch_id},
+            channel="task", enrollments=[enrollment] if enrollment["state"] in ("active", "paused") else [],
+        )  # fmt: skip
+        enrollment = conn.execute(select(EnrollmentT).where(EnrollmentT.c.id == enrollment_id)).mappings().one()
         if enrollment["state"] == "active" and enrollment["pending_touch_id"] == touch_id:
             index = enrollment["next_index"]
-            advance(conn, app.specs, enrollment, planner, index, now, now)
+            advance(conn, app, enrollment, planner, index, now, now)
 
 
 def _enrollment_and_lead(conn: Connection, enrollment_id: int) -> tuple[Any, Any]:
@@ -128,7 +169,7 @@ def retry(app: App, touch_id: int, *, skip: bool = False) -> str:
             )
             spec, _ = app.specs.get(conn, enrollment["version_id"])
             planner = app.planner(spec, lead["timezone"], lead["country"])
-            advance(conn, app.specs, enrollment, planner, touch["step_index"], now, now)
+            advance(conn, app, enrollment, planner, touch["step_index"], now, now)
             add_history(
                 conn, lead["id"], now, "touch", {"touch": touch_id, "status": "skipped"}, "cadence retry --skip"
             )

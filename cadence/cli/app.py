@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cadence.cli import enrollments, leads, project
+from cadence.cli import engine, enrollments, leads, outcomes, project, serve
 from cadence.cli.context import State
 
 app = typer.Typer(
@@ -33,6 +33,9 @@ def root(
 project.register(app)
 leads.register(app)
 enrollments.register(app)
+engine.register(app)
+outcomes.register(app)
+serve.register(app)
 
 
 def main() -> None:

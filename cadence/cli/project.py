@@ -9,7 +9,7 @@ import typer
 
 from cadence.cli.context import state
 from cadence.cli.output import console, errors, fail, print_json
-from cadence.config import check_settings
+from cadence.config import check_references, check_settings
 from cadence.render import Renderer
 from cadence.spec.load import load_catalog
 from cadence.spec.source import Diagnostic
@@ -43,7 +43,7 @@ def validate(
     if settings is not None:
         renderer = Renderer(settings.templates_dir)
         catalog = load_catalog(settings.sequences_dir, renderer, base=Path.cwd())
-        diags = diags + catalog.diagnostics
+        diags = diags + catalog.diagnostics + check_references(path, settings, set(catalog.sequences))
         sequences = len(catalog.sequences)
     has_errors = any(d.is_error for d in diags)
     if json_out:

@@ -102,4 +102,4 @@ def touch_attempts(conn: Connection, touch_ids: Iterable[int]) -> dict[int, int]
     ids = list(set(touch_ids))
     if not ids:
         return {}
-    return dict(conn.execute(select(TouchT.c.id, TouchT.c.attempts).where(TouchT.c.id.in_(ids))).tuples().all())
+    return {tid: n for tid, n in conn.execute(select(TouchT.c.id, TouchT.c.attempts).where(TouchT.c.id.in_(ids)))}

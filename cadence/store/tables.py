@@ -147,3 +147,15 @@ class History(SQLModel, table=True):
     kind: str = Field(max_length=40)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     cause: str | None = None
+
+
+class Recycle(SQLModel, table=True):
+    """A lead waiting out a cool-off before it is enrolled again (survives restarts)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: str = Field(foreign_key="lead.id", max_length=200, index=True)
+    sequence_id: str = Field(max_length=100)
+    due_at: datetime = _utc(nullable=False, index=True)
+    cause: str | None = None
+    from_enrollment_id: int | None = Field(default=None, foreign_key="enrollment.id")
+    created_at: datetime = _utc(nullable=False)

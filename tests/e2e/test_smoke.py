@@ -13,7 +13,7 @@ def test_import_enroll_status_round_trip(cli: Cli) -> None:
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)["enrolled"]) == 2
     status = json.loads(cli("status", "L1", "--json").stdout)
-    assert status["lead"]["stage"] == "new"
+    assert status["lead"]["stage"] == "working"
     assert status["enrollments"][0]["sequence"] == "outbound-saas"
     assert status["enrollments"][0]["next_step"] == "intro"
     assert status["touches"][0]["status"] == "scheduled"

@@ -54,7 +54,13 @@ def test_schema_is_a_valid_draft_2020_12_schema_with_metadata() -> None:
 
 
 def test_the_starter_sequences_are_found() -> None:
-    assert [p.name for p in SEQUENCES] == ["nurture-monthly.yaml", "outbound-saas.yaml"]
+    assert [p.name for p in SEQUENCES] == [
+        "nurture-monthly.yaml",
+        "nurture-quarterly.yaml",
+        "outbound-hot.yaml",
+        "outbound-reengage.yaml",
+        "outbound-saas.yaml",
+    ]
 
 
 @pytest.mark.parametrize("path", SEQUENCES, ids=lambda p: p.name)

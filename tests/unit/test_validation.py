@@ -520,14 +520,14 @@ def validate(project: Path, *args: str):  # type: ignore[no-untyped-def]
 def test_validate_passes_the_starter_project(starter: Path) -> None:
     result = validate(starter)
     assert result.exit_code == 0, result.output
-    assert "2 sequence(s) valid, 0 error(s), 0 warning(s)" in result.stdout
+    assert "5 sequence(s) valid, 0 error(s), 0 warning(s)" in result.stdout
     assert result.stderr == ""
 
 
 def test_validate_json_on_the_starter_project(starter: Path) -> None:
     result = validate(starter, "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"ok": True, "sequences": 2, "diagnostics": []}
+    assert json.loads(result.stdout) == {"ok": True, "sequences": 5, "diagnostics": []}
 
 
 def _break_starter(starter: Path) -> None:
@@ -556,7 +556,7 @@ def test_validate_reports_every_problem_on_stderr_and_exits_1(starter: Path) -> 
         f"{templates / 'outbound-saas' / 'sms-2.txt.j2'}:1:1: Jinja2 syntax error: Unexpected end of template."
         " Jinja was looking for the following tags: 'elif' or 'else' or 'endif'."
         " The innermost block that needs to be closed is 'if'.",
-        "1 sequence(s) valid, 3 error(s), 0 warning(s)",
+        "4 sequence(s) valid, 3 error(s), 0 warning(s)",
     ]
 
 
@@ -566,7 +566,7 @@ def test_validate_json_lists_every_diagnostic(starter: Path) -> None:
     assert result.exit_code == 1
     report = json.loads(result.stdout)
     assert report["ok"] is False
-    assert report["sequences"] == 1
+    assert report["sequences"] == 4
     assert [(d["path"], d["line"], d["col"], d["severity"]) for d in report["diagnostics"]] == [
         ("sequences/outbound-saas.yaml", 23, 5, "error"),
         ("sequences/outbound-saas.yaml", 47, 5, "error"),
@@ -594,4 +594,4 @@ def test_validate_warning_alone_exits_0(starter: Path) -> None:
     result = validate(starter)
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines()[0].startswith("sequences/outbound-saas.yaml:29:5: warning: SMS text is about")
-    assert "2 sequence(s) valid, 0 error(s), 1 warning(s)" in result.stdout
+    assert "5 sequence(s) valid, 0 error(s), 1 warning(s)" in result.stdout

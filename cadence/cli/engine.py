@@ -1,0 +1,127 @@
+"""`cadence run`, `cadence touches`, `cadence retry`, `cadence tasks`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+
+from cadence.cli.context import state
+from cadence.cli.output import console, fail, print_json
+from cadence.service import run_forever, run_once
+from cadence.store.queries import TouchT
+from cadence.sweep import RetryError, retry
+from cadence.tasks import task_queue
+
+STATUSES = ("scheduled", "sending", "sent", "task_open", "done", "skipped", "failed", "expired", "unknown", "cancelled")
+
+
+def run(
+    ctx: typer.Context,
+    once: bool = typer.Option(False, "--once", help="One full pass at CADENCE_NOW, then exit"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """The engine: drain due touches every few seconds (APScheduler), sweep lost claims and stale tasks."""
+    app = state(ctx).app()
+    if app.settings.public_url and not app.secret and app.settings.email.transport == "smtp":
+        fail("set CADENCE_SECRET: unsubscribe links are signed with it")
+    if once:
+        report = asyncio.run(run_once(app))
+    else:
+        console.print(f"cadence engine running (every {app.settings.engine.interval_seconds}s); Ctrl-C to stop")
+        report = asyncio.run(run_forever(app))
+    if json_out:
+        print_json(report.as_json())
+        return
+    d = report.dispatch
+    sent = ", ".join(f"{n} {ch}" for ch, n in sorted(d.sent.items())) or "nothing"
+    console.print(
+        f"sent {sent}; tasks opened {d.tasks_opened}; skipped {d.skipped}; deferred {d.deferred}; "
+        f"retrying {d.retrying}; failed {d.failed}; unknown {report.sweep.unknown + d.unknown}; "
+        f"expired tasks {report.sweep.expired}"
+    )
+
+
+def touches(
+    ctx: typer.Context,
+    status: str | None = typer.Option(None, "--status", help=f"One of: {', '.join(STATUSES)}"),
+    lead: str | None = typer.Option(None, "--lead"),
+    limit: int = typer.Option(200, "--limit"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """List touches, e.g. `--status unknown` for sends a dead worker may or may not have made."""
+    if status is not None and status not in STATUSES:
+        fail(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+    app = state(ctx).app()
+    query = select(TouchT).order_by(TouchT.c.due_at, TouchT.c.id).limit(limit)
+    if status:
+        query = query.where(TouchT.c.status == status)
+    if lead:
+        query = query.where(TouchT.c.lead_id == lead)
+    with app.engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    items = [
+        {
+            "id": r["id"], "lead": r["lead_id"], "sequence": r["sequence_id"], "step": r["step_id"],
+            "channel": r["channel"], "status": r["status"], "due_at": r["due_at"], "sent_at": r["sent_at"],
+            "subject": r["subject"], "message_id": r["message_id"], "attempts": r["attempts"], "error": r["error"],
+        }
+        for r in rows
+    ]  # fmt: skip
+    if json_out:
+        print_json(items)
+        return
+    table = Table("id", "lead", "sequence", "step", "channel", "status", "due (UTC)", "error")
+    for t in items:
+        table.add_row(
+            str(t["id"]), t["lead"], t["sequence"], t["step"], t["channel"], t["status"],
+            t["due_at"].isoformat()[:16], t["error"] or "",
+        )  # fmt: skip
+    console.print(table)
+
+
+def retry_cmd(
+    ctx: typer.Context,
+    touch_id: int = typer.Argument(..., metavar="TOUCH_ID"),
+    skip: bool = typer.Option(False, "--skip", help="Do not resend: record it as skipped and move the lead on"),
+) -> None:
+    """Resend an `unknown` touch (one a dead worker may or may not have sent)."""
+    app = state(ctx).app()
+    try:
+        console.print(retry(app, touch_id, skip=skip))
+    except RetryError as exc:
+        fail(str(exc))
+
+
+def tasks(
+    ctx: typer.Context,
+    owner: str | None = typer.Option(None, "--owner", help="Sender id (an SDR)"),
+    due: str = typer.Option("all", "--due", help="today | overdue | all"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """A rep's open call and manual tasks: overdue and due today first, then the hottest leads."""
+    app = state(ctx).app()
+    try:
+        items = task_queue(app, owner=owner, due=due)
+    except ValueError as exc:
+        fail(str(exc))
+    if json_out:
+        print_json(items)
+        return
+    table = Table("task", "due", "lead", "company", "phone", "score", "step", "title")
+    for t in items:
+        lead = t["lead"]
+        table.add_row(
+            str(t["id"]), f"{t['due']} {t['due_on']}", f"{lead['name']} ({lead['id']})", lead["company"] or "",
+            lead["phone"] or "", str(lead["score"] or ""), f"{t['sequence']}/{t['step']}", t["title"] or "",
+        )  # fmt: skip
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)
+    app.command()(touches)
+    app.command("retry")(retry_cmd)
+    app.command()(tasks)

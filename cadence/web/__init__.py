@@ -1,0 +1,39 @@
+"""`cadence serve`: what arrives from outside, as a small Starlette app.
+
+    POST /twilio/sms      inbound SMS (Twilio-signed)        cadence.web.webhooks
+    POST /twilio/status   delivery reports (Twilio-signed)   cadence.web.webhooks
+    GET  /u/{token}       unsubscribe confirmation page      cadence.web.unsubscribe
+    POST /u/{token}       unsubscribe (RFC 8058 one-click)   cadence.web.unsubscribe
+    POST /events          events from other systems (bearer) cadence.web.api
+    POST /leads           inbound leads (bearer)             cadence.web.api
+
+Handlers only check the caller and translate; the work is done by domain functions
+(`cadence.consent`, `cadence.events`, `cadence.web.intake`), each in one transaction,
+run in the thread pool because the store is synchronous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+
+from cadence.web import api, unsubscribe, webhooks
+from cadence.web.auth import Keys
+from cadence.web.context import Context
+
+if TYPE_CHECKING:
+    from cadence.app import App
+
+MAX_BODY = 1024 * 1024
+
+
+def create_app(app: App, environ: Mapping[str, str] | None = None) -> Starlette:
+    """The ASGI app for one App; secrets are read from `environ` (default: os.environ) now, once."""
+    web = Starlette(routes=[*webhooks.ROUTES, *unsubscribe.ROUTES, *api.ROUTES], max_body_size=MAX_BODY)
+    web.state.cadence = Context(app, Keys.load(app, environ))
+    return web
+
+
+__all__ = ["Keys", "create_app"]

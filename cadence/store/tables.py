@@ -54,16 +54,16 @@ class Lead(SQLModel, table=True):
 class SequenceVersion(SQLModel, table=True):
     """A published version of a sequence file: what enrollments actually follow."""
 
-    __table_args__ = (
-        UniqueConstraint("sequence_id", "version"),
-        UniqueConstraint("sequence_id", "content_hash"),
-    )
+    __table_args__ = (UniqueConstraint("sequence_id", "version"),)
     id: int | None = Field(default=None, primary_key=True)
     sequence_id: str = Field(max_length=100, index=True)
     version: int
     content_hash: str = Field(max_length=64)
     spec: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     template_hashes: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The template sources as applied, so an edited template file changes nothing until `cadence apply`.
+    # NULL for versions published before templates were stored: those render from the files.
+    templates: dict[str, str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     path: str | None = None
     published_at: datetime = _utc(nullable=False)
 
@@ -118,6 +118,7 @@ class Touch(SQLModel, table=True):
     sent_at: datetime | None = _utc(index=True)
     done_at: datetime | None = _utc()
     attempts: int = 0
+    variant: str | None = Field(default=None, max_length=40)
     subject: str | None = None
     body: str | None = None
     message_id: str | None = Field(default=None, max_length=300, index=True)

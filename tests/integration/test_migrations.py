@@ -160,7 +160,7 @@ def test_each_revision_downgrades_one_step_and_comes_back(fresh_engine: Engine) 
     upgrade(fresh_engine)
     _downgrade(fresh_engine, "-1")
     assert current_revision(fresh_engine) != head_revision()
-    assert _tables(fresh_engine) < MODEL_TABLES
+    assert _diff(fresh_engine) != []  # the step down is visible as drift from the models
     upgrade(fresh_engine)
     assert _diff(fresh_engine) == []
 

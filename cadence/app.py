@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from cadence import planner as planning
 from cadence.clock import Clock
@@ -59,6 +59,14 @@ class App:
     @cached_property
     def renderer(self) -> Renderer:
         return Renderer(self.settings.templates_dir)
+
+    def renderer_for(self, conn: Connection, version_id: int) -> Renderer:
+        """The renderer of one published version: its stored templates first, then the folder."""
+        renderers = self.__dict__.setdefault("_renderers", {})
+        if version_id not in renderers:
+            sources = self.specs.templates(conn, version_id)
+            renderers[version_id] = Renderer(self.settings.templates_dir, sources) if sources else self.renderer
+        return renderers[version_id]
 
     @cached_property
     def catalog(self) -> Catalog:

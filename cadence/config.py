@@ -185,6 +185,7 @@ class Settings(Strict):
     )
     rules: list[Rule] = Field(default_factory=list, description="First match wins, top to bottom")
     inbound_sequence: str | None = Field(None, description="Where POST /leads enrolls when the request names none")
+    auto_apply: bool = Field(False, description="`cadence run` applies edited sequence files itself (one-user setups)")
     # Where the file lives; not a key users write.
     root: Path = Field(Path("."), exclude=True)
 

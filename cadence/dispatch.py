@@ -39,13 +39,14 @@ from cadence.config import Sender
 from cadence.events import add_history, on_event
 from cadence.planner import Planner
 from cadence.progression import advance, defer
-from cadence.render import RenderError
+from cadence.render import Renderer, RenderError
 from cadence.spec.model import Sequence as SequenceSpec
 from cadence.spec.model import Step
 from cadence.store import queries
 from cadence.store.queries import EnrollmentT, TouchT
 from cadence.timing import parse_time_of_day, zone
 from cadence.tokens import sign
+from cadence.variants import assign
 
 TASK_CHANNELS = ("call", "task")
 
@@ -60,6 +61,8 @@ class Job:
     spec: SequenceSpec
     index: int
     planner: Planner
+    renderer: Renderer
+    variant: str | None = None
     message_id: str | None = None
     attempts: int = 0
     sender: Sender | None = None
@@ -160,6 +163,7 @@ class Dispatcher:
                     pairs.add(("email", lead["email"]))
                 if lead["phone"]:
                     pairs.add(("sms", lead["phone"]))
+                    pairs.add(("call", lead["phone"]))  # do_not_call suppresses calls to the number
             blocked = queries.suppressed(conn, pairs)
             lead_times = _by_key(queries.recent_touches(conn, leads, now - timedelta(days=2)))
             sender_times = _by_key(
@@ -188,12 +192,14 @@ class Dispatcher:
                 if step.channel == "email":
                     sender_times.setdefault(lead["owner"], []).append(None)
                     message_id = self._message_id(lead)
+                variant = assign(spec.id, step, lead["id"])
                 touch = {
                     "status": "sending", "claimed_by": self.worker_id, "lease_until": lease_until,
-                    "message_id": message_id, "owner": lead["owner"],
+                    "message_id": message_id, "owner": lead["owner"], "variant": variant,
                     "sender": lead["owner"] if step.channel in ("email", "sms") else None,
                 }  # fmt: skip
-                job = Job(0, row, lead, spec, index, planner, message_id=message_id)
+                renderer = self.app.renderer_for(conn, row["version_id"])
+                job = Job(0, row, lead, spec, index, planner, renderer, variant, message_id=message_id)
                 if row["pending_touch_id"] is not None:  # a retry: reuse its touch
                     conn.execute(update(TouchT).where(TouchT.c.id == row["pending_touch_id"]).values(**touch))
                     job.touch_id = row["pending_touch_id"]
@@ -349,8 +355,8 @@ class Dispatcher:
                 job.error = PermanentError(f"not sent: {exc}")
 
     def _render(self, job: Job, sent_emails: list[Any]) -> None:
-        step, lead, settings = job.step, job.lead, self.settings
-        renderer = self.app.renderer
+        step, lead, settings = job.step.variant(job.variant), job.lead, self.settings
+        renderer = job.renderer
         job.sender = settings.sender(lead["owner"]) if lead["owner"] else None
         extras: dict[str, Any] = {}
         unsubscribe_url = self._unsubscribe_url(lead["id"])
@@ -379,8 +385,8 @@ class Dispatcher:
                 in_reply_to = references[-1]
                 original = next((m["subject"] for m in chain if m["step_id"] == root.id), chain[0]["subject"]) or ""
                 job.subject = original if original.lower().startswith("re:") else f"Re: {original}"
-            elif subject_source is None:
-                subject_source = root.subject  # the thread never started: this email starts one
+            elif subject_source is None:  # the thread never started: this email starts one
+                subject_source = root.variant(assign(job.spec.id, root, lead["id"])).subject
         if job.subject is None:
             job.subject = renderer.subject(subject_source or "", ctx)
         text, html = renderer.text(step.template, ctx), renderer.html(step.template, ctx)

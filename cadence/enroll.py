@@ -20,9 +20,9 @@ from sqlalchemy.exc import IntegrityError
 
 from cadence.app import App
 from cadence.planner import Planner
-from cadence.spec.load import LoadedSequence
+from cadence.spec.model import Sequence as SequenceSpec
 from cadence.store.tables import Enrollment, History, Lead, Suppression
-from cadence.versions import publish
+from cadence.versions import for_enrollment
 
 LeadT: Any = Lead.__table__  # type: ignore[attr-defined]
 EnrollmentT: Any = Enrollment.__table__  # type: ignore[attr-defined]
@@ -46,14 +46,13 @@ class EnrollReport:
 
 
 def _leads_and_refusals(
-    conn: Connection, chunk: Sequence[str], loaded: LoadedSequence
+    conn: Connection, chunk: Sequence[str], spec: SequenceSpec
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """(lead id -> lead, lead id -> the reason it may not enroll) for the leads of `chunk` that exist.
 
     One query: each lead joined to its live enrollments and to an email suppression of its
     address, so a chunk costs one index-driven round trip whatever the refusal rules.
     """
-    spec = loaded.spec
     live = and_(EnrollmentT.c.lead_id == LeadT.c.id, EnrollmentT.c.state.in_(LIVE))
     suppressed = and_(SuppressionT.c.channel == "email", SuppressionT.c.address == LeadT.c.email)
     query = (
@@ -96,20 +95,18 @@ def enroll(
     cause: str = "enrolled by hand",
     progress: Callable[[int], None] | None = None,
 ) -> EnrollReport:
-    loaded = app.catalog.get(sequence_id)
     now = app.clock.now()
     report = EnrollReport(sequence_id)
     wanted = list(dict.fromkeys(lid.strip() for lid in lead_ids if lid.strip()))
     with app.engine.begin() as conn:
-        version_id, report.version = publish(conn, loaded, now)
+        current = for_enrollment(conn, app.catalog, sequence_id, now)
+    version_id, report.version, spec = current.id, current.version, current.spec
     planners: dict[tuple[str | None, str | None], Planner] = {}  # one per (time zone, country) seen
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
         try:
             with app.engine.begin() as conn:
-                done, refused = _enroll_chunk(
-                    app, conn, loaded, version_id, chunk, now, cause, report.version, planners
-                )
+                done, refused = _enroll_chunk(app, conn, spec, version_id, chunk, now, cause, report.version, planners)
             report.enrolled += done
             report.refused += refused
         except IntegrityError:
@@ -119,7 +116,7 @@ def enroll(
                 try:
                     with app.engine.begin() as conn:
                         done, refused = _enroll_chunk(
-                            app, conn, loaded, version_id, [lead_id], now, cause, report.version, planners
+                            app, conn, spec, version_id, [lead_id], now, cause, report.version, planners
                         )
                     report.enrolled += done
                     report.refused += refused
@@ -136,15 +133,14 @@ def enroll_in(
     conn: Connection, app: App, sequence_id: str, lead_ids: Sequence[str], now: Any, cause: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Enroll inside the caller's transaction (rules, recycles, inbound leads): all or nothing with it."""
-    loaded = app.catalog.get(sequence_id)
-    version_id, version = publish(conn, loaded, now)
-    return _enroll_chunk(app, conn, loaded, version_id, lead_ids, now, cause, version)
+    current = for_enrollment(conn, app.catalog, sequence_id, now)
+    return _enroll_chunk(app, conn, current.spec, current.id, lead_ids, now, cause, current.version)
 
 
 def _enroll_chunk(
     app: App,
     conn: Connection,
-    loaded: LoadedSequence,
+    spec: SequenceSpec,
     version_id: int,
     chunk: Sequence[str],
     now: Any,
@@ -156,10 +152,9 @@ def _enroll_chunk(
 
     `planners` caches one planner per (time zone, country) across the chunks of one call.
     """
-    spec = loaded.spec
     if planners is None:
         planners = {}
-    leads, refused = _leads_and_refusals(conn, chunk, loaded)
+    leads, refused = _leads_and_refusals(conn, chunk, spec)
     rows, history, enrolled, refusals = [], [], [], []
     first = spec.steps[0]
     for lead_id in chunk:

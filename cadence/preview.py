@@ -12,6 +12,7 @@ from cadence.app import App
 from cadence.compose import template_context
 from cadence.render import RenderError
 from cadence.status import LeadT, UnknownLead
+from cadence.variants import assign
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,14 @@ def preview(
             "due_local": due.astimezone(planner.calendar.tz).isoformat(),
             "due_utc": due.isoformat(),
         }
-        if step.title:
-            item["title"] = step.title
+        variant = assign(spec.id, step, key)
+        if variant is not None:
+            item["variant"] = variant
+        arm = step.variant(variant)
+        if arm.title:
+            item["title"] = arm.title
         if render:
-            item.update(_rendered(app, spec, step, lead, sender))
+            item.update(_rendered(app, spec, arm, lead, sender, key))
         steps.append(item)
     return {
         "sequence": spec.id,
@@ -73,7 +78,7 @@ def preview(
     }
 
 
-def _rendered(app: App, spec: Any, step: Any, lead: Any, sender: Any) -> dict[str, Any]:
+def _rendered(app: App, spec: Any, step: Any, lead: Any, sender: Any, key: str) -> dict[str, Any]:
     renderer = app.renderer
     if lead is None:  # a hypothetical lead: show the template with placeholder values
         out: dict[str, Any] = {}
@@ -87,7 +92,8 @@ def _rendered(app: App, spec: Any, step: Any, lead: Any, sender: Any) -> dict[st
         out = {}
         subject = step.subject
         if subject is None and step.reply_to:
-            subject = spec.thread_root(step.reply_to).subject
+            root = spec.thread_root(step.reply_to)
+            subject = root.variant(assign(spec.id, root, key)).subject
             out["subject"] = "Re: " + renderer.subject(subject or "", ctx)
         elif subject is not None:
             out["subject"] = renderer.subject(subject, ctx)

@@ -70,9 +70,19 @@ def clean_context(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Renderer:
-    def __init__(self, templates_dir: Path):
+    """Renders from `templates_dir`, or first from `sources` (the templates of a published version).
+
+    A published version carries its templates' text, so editing a template file changes
+    nothing that is sent until `cadence apply` publishes it; templates a version does not
+    carry (an `{% include %}`d partial, versions published before sources were stored) are
+    read from the folder.
+    """
+
+    def __init__(self, templates_dir: Path, sources: Mapping[str, str] | None = None):
         self.templates_dir = templates_dir
-        loader = jinja2.FileSystemLoader(str(templates_dir))
+        loader: jinja2.BaseLoader = jinja2.FileSystemLoader(str(templates_dir))
+        if sources:
+            loader = jinja2.ChoiceLoader([jinja2.DictLoader(dict(sources)), loader])
         common: dict[str, Any] = {"loader": loader, "keep_trailing_newline": False, "auto_reload": False}
         self.text_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, **common)
         self.html_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=True, **common)

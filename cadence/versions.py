@@ -1,22 +1,49 @@
 """Published sequence versions: what enrollments follow, whatever the file says today.
 
 Each enrollment points at a `sequenceversion` row holding the full spec and the
-hashes of its templates, so an edited file never changes an enrolled lead's
-plan behind anyone's back (plan/apply is how edits reach enrolled leads).
+text of its templates, so an edited file never changes an enrolled lead's plan or
+messages behind anyone's back: `cadence plan` shows what an edit would do and
+`cadence apply` publishes it. The published version of a sequence is its newest
+row; a row marked `retired` records that the file was deleted (live enrollments
+finish on their version, nobody new enrolls).
+
+A sequence that has never been published is published from its file the first
+time anything enrolls into it, so a new file works without a ceremony.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from cadence.spec.load import LoadedSequence
+from cadence.spec.load import Catalog, LoadedSequence
 from cadence.spec.model import Sequence
 from cadence.store.tables import SequenceVersion
 
 VersionTable: Any = SequenceVersion.__table__  # type: ignore[attr-defined]
+
+
+class NotPublishedError(KeyError):
+    """A sequence that cannot be enrolled into (unknown, broken and never published, or retired)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "not published"
+
+
+@dataclass(frozen=True)
+class Published:
+    """The version enrollments into a sequence follow now."""
+
+    id: int
+    sequence_id: str
+    version: int
+    content_hash: str
+    spec: Sequence
+    retired: bool = False
 
 
 def latest(conn: Connection, sequence_id: str) -> Any | None:
@@ -28,43 +55,100 @@ def latest(conn: Connection, sequence_id: str) -> Any | None:
     ).first()
 
 
-def publish(conn: Connection, loaded: LoadedSequence, now: datetime) -> tuple[int, int]:
-    """(version row id, version number) for the file as loaded; publishes it if new."""
-    seq_id = loaded.spec.id
-    found = conn.execute(
-        select(VersionTable.c.id, VersionTable.c.version).where(
-            VersionTable.c.sequence_id == seq_id, VersionTable.c.content_hash == loaded.content_hash
+def published(conn: Connection, sequence_ids: Iterable[str] | None = None) -> dict[str, Any]:
+    """sequence id -> its newest version row (retired ones included), for all or some sequences."""
+    newest = select(VersionTable.c.sequence_id, func.max(VersionTable.c.version).label("version")).group_by(
+        VersionTable.c.sequence_id
+    )
+    if sequence_ids is not None:
+        newest = newest.where(VersionTable.c.sequence_id.in_(list(sequence_ids)))
+    sub = newest.subquery()
+    rows = conn.execute(
+        select(VersionTable).join(
+            sub, (VersionTable.c.sequence_id == sub.c.sequence_id) & (VersionTable.c.version == sub.c.version)
         )
-    ).first()
-    if found:
-        return found.id, found.version
+    ).all()
+    return {row.sequence_id: row for row in rows}
+
+
+def _insert(conn: Connection, sequence_id: str, values: dict[str, Any]) -> tuple[int, int]:
     number = (
-        conn.execute(select(func.max(VersionTable.c.version)).where(VersionTable.c.sequence_id == seq_id)).scalar() or 0
+        conn.execute(select(func.max(VersionTable.c.version)).where(VersionTable.c.sequence_id == sequence_id)).scalar()
+        or 0
     ) + 1
     row_id = conn.execute(
-        VersionTable.insert().values(
-            sequence_id=seq_id,
-            version=number,
-            content_hash=loaded.content_hash,
-            spec=loaded.spec.model_dump(mode="json"),
-            template_hashes=loaded.template_hashes,
-            path=loaded.path,
-            published_at=now,
-        )
+        VersionTable.insert().values(sequence_id=sequence_id, version=number, **values)
     ).inserted_primary_key[0]
     return row_id, number
 
 
+def publish(conn: Connection, loaded: LoadedSequence, now: datetime) -> tuple[int, int]:
+    """(version row id, version number) of the file as loaded: the published one if equal, else a new one."""
+    current = latest(conn, loaded.spec.id)
+    if current is not None and not current.retired and current.content_hash == loaded.content_hash:
+        return current.id, current.version
+    return _insert(
+        conn,
+        loaded.spec.id,
+        {
+            "content_hash": loaded.content_hash,
+            "spec": loaded.spec.model_dump(mode="json"),
+            "template_hashes": loaded.template_hashes,
+            "templates": loaded.templates,
+            "path": loaded.path,
+            "published_at": now,
+            "retired": False,
+        },
+    )
+
+
+def retire(conn: Connection, row: Any, now: datetime) -> tuple[int, int]:
+    """Record that a published sequence's file is gone (its spec kept for the enrollments still on it)."""
+    return _insert(
+        conn,
+        row.sequence_id,
+        {
+            "content_hash": row.content_hash,
+            "spec": row.spec,
+            "template_hashes": row.template_hashes,
+            "templates": row.templates,
+            "path": row.path,
+            "published_at": now,
+            "retired": True,
+        },
+    )
+
+
+def for_enrollment(conn: Connection, catalog: Catalog, sequence_id: str, now: datetime) -> Published:
+    """The version a new enrollment into `sequence_id` follows (publishing a never-published file)."""
+    row = latest(conn, sequence_id)
+    if row is None:
+        loaded = catalog.get(sequence_id)  # KeyError with the reason when the file is unknown or broken
+        version_id, number = publish(conn, loaded, now)
+        return Published(version_id, sequence_id, number, loaded.content_hash, loaded.spec)
+    if row.retired:
+        raise NotPublishedError(f"sequence {sequence_id!r} was deleted (retired in version {row.version})")
+    return Published(row.id, sequence_id, row.version, row.content_hash, Sequence.model_validate(row.spec))
+
+
 class SpecCache:
-    """Version id -> Sequence, loaded once per process (versions never change)."""
+    """Version id -> Sequence (and its templates), loaded once per process (versions never change)."""
 
     def __init__(self) -> None:
         self._specs: dict[int, tuple[Sequence, int]] = {}
+        self._templates: dict[int, dict[str, str]] = {}
 
     def get(self, conn: Connection, version_id: int) -> tuple[Sequence, int]:
         if version_id not in self._specs:
             row = conn.execute(
-                select(VersionTable.c.spec, VersionTable.c.version).where(VersionTable.c.id == version_id)
+                select(VersionTable.c.spec, VersionTable.c.version, VersionTable.c.templates).where(
+                    VersionTable.c.id == version_id
+                )
             ).one()
             self._specs[version_id] = (Sequence.model_validate(row.spec), row.version)
+            self._templates[version_id] = dict(row.templates or {})
         return self._specs[version_id]
+
+    def templates(self, conn: Connection, version_id: int) -> dict[str, str]:
+        self.get(conn, version_id)
+        return self._templates[version_id]

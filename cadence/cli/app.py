@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cadence.cli import engine, enrollments, leads, outcomes, project, serve
+from cadence.cli import analytics, edits, engine, enrollments, leads, outcomes, project, serve
 from cadence.cli.context import State
 
 app = typer.Typer(
@@ -36,6 +36,8 @@ enrollments.register(app)
 engine.register(app)
 outcomes.register(app)
 serve.register(app)
+edits.register(app)
+analytics.register(app)
 
 
 def main() -> None:

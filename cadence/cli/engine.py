@@ -8,8 +8,10 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
+from cadence.app import App
 from cadence.cli.context import state
-from cadence.cli.output import console, fail, print_json
+from cadence.cli.output import console, errors, fail, print_json
+from cadence.publishing import ApplyError, apply, pending_changes
 from cadence.service import run_forever, run_once
 from cadence.store.queries import TouchT
 from cadence.sweep import RetryError, retry
@@ -21,12 +23,18 @@ STATUSES = ("scheduled", "sending", "sent", "task_open", "done", "skipped", "fai
 def run(
     ctx: typer.Context,
     once: bool = typer.Option(False, "--once", help="One full pass at CADENCE_NOW, then exit"),
+    use: str | None = typer.Option(
+        None, "--use", help="With unapplied sequence edits: `published` runs the published versions, `files` applies"
+    ),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """The engine: drain due touches every few seconds (APScheduler), sweep lost claims and stale tasks."""
     app = state(ctx).app()
     if app.settings.public_url and not app.secret and app.settings.email.transport == "smtp":
         fail("set CADENCE_SECRET: unsubscribe links are signed with it")
+    if use not in (None, "published", "files"):
+        fail(f"--use takes `published` or `files`, not {use!r}")
+    _settle_edits(app, "files" if use is None and app.settings.auto_apply else use)
     if once:
         report = asyncio.run(run_once(app))
     else:
@@ -41,6 +49,30 @@ def run(
         f"sent {sent}; tasks opened {d.tasks_opened}; skipped {d.skipped}; deferred {d.deferred}; "
         f"retrying {d.retrying}; failed {d.failed}; unknown {report.sweep.unknown + d.unknown}; "
         f"expired tasks {report.sweep.expired}"
+    )
+
+
+def _settle_edits(app: App, use: str | None) -> None:
+    """Never mix versions silently: edited files are applied, knowingly ignored, or the engine won't start."""
+    with app.engine.connect() as conn:
+        pending = pending_changes(app, conn)
+    if not pending:
+        return
+    if use == "published":
+        errors.print(f"note: running the published versions; unapplied edits in {', '.join(pending)}")
+        return
+    if use == "files":
+        try:
+            plan = apply(app, pending)
+        except ApplyError as exc:
+            fail(str(exc))
+        for s in plan.sequences:
+            errors.print(f"applied {s.sequence} v{s.to_version} ({s.counts.get('migrated', 0):,} enrollments migrated)")
+        return
+    fail(
+        f"sequence files differ from their published versions: {', '.join(pending)}. "
+        "Review with `cadence plan`, publish with `cadence apply`, or start with "
+        "`--use published` (ignore the edits for now) or `--use files` (apply them first)"
     )
 
 

@@ -25,6 +25,7 @@ class LoadedSequence:
     path: str
     content_hash: str
     template_hashes: dict[str, str] = field(default_factory=dict)
+    templates: dict[str, str] = field(default_factory=dict)  # name -> source, stored when published
 
 
 @dataclass
@@ -99,14 +100,35 @@ def _cross_checks(seq: Sequence, doc: Located, renderer: Renderer) -> list[Diagn
             source = getattr(step, key)
             if source is not None and (err := renderer.string_syntax_error(source)):
                 out.append(doc.diag((*loc, key), f"{key}: Jinja2 syntax error: {err}"))
+        out.extend(_variant_checks(step, loc, doc, renderer))
+    return out
+
+
+def _variant_checks(step, loc, doc: Located, renderer: Renderer) -> list[Diagnostic]:  # type: ignore[no-untyped-def]
+    out: list[Diagnostic] = []
+    seen: set[str] = set()
+    for j, variant in enumerate(step.variants or ()):
+        vloc = (*loc, "variants", j)
+        if variant.id in seen:
+            out.append(doc.diag((*vloc, "id"), f"duplicate variant id {variant.id!r} in step {step.id!r}"))
+        seen.add(variant.id)
+        if variant.template is not None:
+            out.extend(_template_checks(step.channel, variant.template, (*vloc, "template"), doc, renderer))
+        if variant.subject is not None and step.channel != "email":
+            out.append(doc.diag((*vloc, "subject"), "subject only applies to email steps"))
+        for key in ("subject", "title"):
+            source = getattr(variant, key)
+            if source is not None and (err := renderer.string_syntax_error(source)):
+                out.append(doc.diag((*vloc, key), f"{key}: Jinja2 syntax error: {err}"))
     return out
 
 
 def _step_fields(step, loc, doc: Located) -> list[Diagnostic]:  # type: ignore[no-untyped-def]
     out = []
-    if step.channel in ("email", "sms", "call") and step.template is None:
+    arms = [step.variant(v.id) for v in step.variants] if step.variants else [step]  # each variant over the step
+    if step.channel in ("email", "sms", "call") and any(a.template is None for a in arms):
         out.append(doc.diag(loc, f"{step.channel} step {step.id!r} needs a template"))
-    if step.channel == "email" and step.subject is None and step.reply_to is None:
+    if step.channel == "email" and step.reply_to is None and any(a.subject is None for a in arms):
         out.append(doc.diag(loc, f"email step {step.id!r} needs a subject (or reply_to an earlier email)"))
     if step.channel != "email" and step.subject is not None:
         out.append(doc.diag((*loc, "subject"), "subject only applies to email steps"))
@@ -162,9 +184,11 @@ def load_sequence(
         diags.append(doc.diag(("id",), f"id {spec.id!r} differs from the file name {path.stem!r}", "warning"))
     if any(d.is_error for d in diags):
         return None, diags
-    templates = sorted({s.template for s in spec.steps if s.template})
-    hashes = {t: hashlib.sha256((renderer.templates_dir / t).read_bytes()).hexdigest() for t in templates}
-    return LoadedSequence(spec, doc.path, content_hash(spec, hashes), hashes), diags
+    templates = sorted({name for s in spec.steps for name in s.templates})
+    sources = {t: (renderer.templates_dir / t).read_bytes() for t in templates}
+    hashes = {t: hashlib.sha256(raw).hexdigest() for t, raw in sources.items()}
+    texts = {t: raw.decode("utf-8") for t, raw in sources.items()}
+    return LoadedSequence(spec, doc.path, content_hash(spec, hashes), hashes, texts), diags
 
 
 def load_catalog(sequences_dir: Path, renderer: Renderer, base: Path | None = None) -> Catalog:

@@ -94,6 +94,16 @@ class Schedule(Strict):
         return v
 
 
+class Variant(Strict):
+    """One arm of an A/B test on a step: what it says differently (its subject, its template)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Variant id, unique within the step")
+    subject: str | None = Field(None, description="Email subject of this variant (defaults to the step's)")
+    template: str | None = Field(None, description="Template of this variant (defaults to the step's)")
+    title: str | None = Field(None, description="Task title of this variant (defaults to the step's)")
+    weight: int = Field(1, ge=1, description="Relative share of leads that get this variant")
+
+
 class Step(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Stable step id, unique within the file")
     day: int = Field(ge=1, description="Business day of the sequence (1 = the first allowed day)")
@@ -104,6 +114,9 @@ class Step(Strict):
     at: str | None = Field(None, description='Lead-local time of day, "10:30"')
     title: str | None = Field(None, description="Task title (call and task steps)")
     immediate: bool = Field(False, description="Go out on the engine's next pass (speed-to-lead)")
+    variants: list[Variant] | None = Field(
+        None, min_length=2, description="A/B variants: each lead gets one, deterministically, by weight"
+    )
 
     @field_validator("at")
     @classmethod
@@ -111,6 +124,23 @@ class Step(Strict):
         if v is not None:
             timing.parse_time_of_day(v)
         return v
+
+    def variant(self, variant_id: str | None) -> Step:
+        """This step as variant `variant_id` says it (its subject, template and title over the step's)."""
+        if variant_id is None or not self.variants:
+            return self
+        for v in self.variants:
+            if v.id == variant_id:
+                changes = {k: getattr(v, k) for k in ("subject", "template", "title") if getattr(v, k) is not None}
+                return self.model_copy(update=changes)
+        raise KeyError(f"step {self.id!r} has no variant {variant_id!r}")
+
+    @property
+    def templates(self) -> list[str]:
+        """Every template this step may render (its own and its variants')."""
+        names = [self.template] if self.template else []
+        names += [v.template for v in self.variants or () if v.template]
+        return names
 
 
 class Sequence(Strict):

@@ -66,6 +66,7 @@ class SequenceVersion(SQLModel, table=True):
     templates: dict[str, str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     path: str | None = None
     published_at: datetime = _utc(nullable=False)
+    retired: bool = Field(default=False, description="The file was deleted: live enrollments finish on it, none start")
 
 
 class Enrollment(SQLModel, table=True):

@@ -187,9 +187,12 @@ def apply_then(
         )
         done.append(f"dropped {', '.join(drop)} steps")
     if then.pause and live:
-        back = until if (then.pause == "until" or until) else now + parse_duration(then.pause)
+        if until or then.pause == "until":  # the event's return date; out of office without one: 14 days
+            back = until or now + DEFAULT_OUT_OF_OFFICE
+        else:
+            back = now + parse_duration(then.pause)
         pause_enrollment(conn, enrollment["id"], back)
-        done.append(f"paused until {back.date().isoformat() if back else 'resumed by hand'}")
+        done.append(f"paused until {back.date().isoformat()}")
     new_enrollment_id = None
     if then.finish:
         if live:

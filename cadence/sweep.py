@@ -138,9 +138,11 @@ def _expire_tasks(app: App, conn: Connection, now: datetime, report: SweepReport
             channel="task", enrollments=[enrollment] if enrollment["state"] in ("active", "paused") else [],
         )  # fmt: skip
         enrollment = conn.execute(select(EnrollmentT).where(EnrollmentT.c.id == enrollment_id)).mappings().one()
-        if enrollment["state"] == "active" and enrollment["pending_touch_id"] == touch_id:
+        if enrollment["state"] in ("active", "paused") and enrollment["pending_touch_id"] == touch_id:
             index = enrollment["next_index"]
             advance(conn, app, enrollment, planner, index, now, now)
+            if enrollment["state"] == "paused":  # the step is over; nothing is due until the pause ends
+                conn.execute(update(EnrollmentT).where(EnrollmentT.c.id == enrollment_id).values(next_due_at=None))
 
 
 def _enrollment_and_lead(conn: Connection, enrollment_id: int) -> tuple[Any, Any]:

@@ -420,3 +420,42 @@ def test_forecast_prints_each_sdrs_day_and_writes_nothing(project: Path, sqlite_
     engine.dispose()
     refused = cli("forecast", "nope", "--leads", "5", now=wed)
     assert refused.exit_code == 1 and "nope" in refused.output
+
+
+# -- A/B variants assigned by the engine ------------------------------------------------------------------------------
+
+AB = """\
+id: ab
+name: Subject line test
+kind: outbound
+steps:
+  - id: intro
+    day: 1
+    channel: email
+    template: pilot/bump.md.j2
+    variants:
+      - {id: short, subject: "Quick question"}
+      - {id: long, subject: "A question about your SDR ramp time", weight: 2}
+  - {id: wrap, day: 3, channel: email, subject: "Closing the loop", template: pilot/wrap.md.j2}
+"""
+
+
+def test_variants_assigned_by_dispatch_are_counted_per_arm(cli: Cli, project: Path) -> None:
+    _write_pilot(project)
+    (project / "sequences" / "ab.yaml").write_text(AB)
+    (project / "ab.csv").write_text(LEADS)
+    _ok(cli("leads", "import", "ab.csv", now=_at(f"{MON}T08:00")))
+    _ok(cli("enroll", "ab", *(f"L{n}" for n in range(1, 13)), now=_at(f"{MON}T08:00")))
+    _ok(cli("run", "--once", now=_at(f"{MON}T10:00")))
+    repliers = ["L2", "L5", "L8", "L9"]
+    for lead in repliers:
+        _ok(cli("event", lead, "replied", now=_at(f"{MON}T15:00")))
+    touches, _ = _rows(cli)
+    arms = {t["lead_id"]: t["variant"] for t in touches if t["step_id"] == "intro" and t["status"] == "sent"}
+    assert len(arms) == 12 and set(arms.values()) == {"short", "long"}  # the engine recorded an arm per touch
+    step = _steps(_report(cli, "ab")["sequences"][0])["intro"]
+    got = {v["variant"]: (v["sent"], v["replied"]) for v in step["variants"]}
+    sent = Counter(arms.values())
+    replied = Counter(arms[lead] for lead in repliers)
+    assert got == {arm: (sent[arm], replied[arm]) for arm in ("short", "long")}
+    assert (step["sent"], step["replied"]) == (12, 4)

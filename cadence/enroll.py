@@ -196,7 +196,12 @@ def _enroll_chunk(
 
 
 def _insert_many(
-    conn: Connection, table: Any, varying: tuple[str, ...], rows: list[tuple[Any, ...]], constant: dict[str, Any]
+    conn: Connection,
+    table: Any,
+    varying: tuple[str, ...],
+    rows: list[tuple[Any, ...]],
+    constant: dict[str, Any],
+    prebound: tuple[str, ...] = (),
 ) -> None:
     """INSERT `rows` (values of the `varying` columns) plus `constant` columns, in one executemany.
 
@@ -204,11 +209,15 @@ def _insert_many(
     speed: the columns' bind processors (UTC datetimes, JSON) run once for the constant values
     and once per row only for the varying ones, and the statement is compiled once for the
     connection's dialect (placeholders and casts included), not re-processed row by row.
+    Columns named in `prebound` already hold driver values (see `bind_value`).
     """
     dialect = conn.dialect
     compiled = table.insert().compile(dialect=dialect, column_keys=[*varying, *constant], for_executemany=True)
     fixed = {name: _bound(table, name, dialect, [value])[0] for name, value in constant.items()}
-    columns = [_bound(table, name, dialect, [row[i] for row in rows]) for i, name in enumerate(varying)]
+    columns = [
+        [row[i] for row in rows] if name in prebound else _bound(table, name, dialect, [row[i] for row in rows])
+        for i, name in enumerate(varying)
+    ]
     params: list[Any]
     if compiled.positional:
         # Each row is (*varying values, *constant values), reordered into the statement's placeholders.
@@ -231,3 +240,10 @@ def _bound(table: Any, name: str, dialect: Any, values: list[Any]) -> list[Any]:
     """
     process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
     return [process(v) for v in values] if process else values
+
+
+def bind_value(conn: Connection, table: Any, name: str) -> Callable[[Any], Any]:
+    """The driver-side converter of one column (JSON, UTC datetimes), to pre-bind repeated values once."""
+    dialect = conn.dialect
+    process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+    return process or (lambda value: value)

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, type_coerce, update
+from sqlalchemy.types import NullType
 
 from cadence.app import App
 from cadence.events import LIVE
@@ -39,11 +41,17 @@ class ApplyError(RuntimeError):
     """Apply cannot go ahead; nothing was changed."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Move:
     """One live enrollment, where it is and where the new version puts it."""
 
-    enrollment: dict[str, Any]
+    id: int
+    lead_id: str
+    state: str
+    next_index: int
+    pending_touch_id: int | None
+    timezone: str | None
+    country: str | None
     at: Position
     old_step: str | None
     new_step: str | None
@@ -52,9 +60,8 @@ class Move:
 
     @property
     def moved(self) -> bool:
-        e = self.enrollment
         return (
-            self.at.new_index != e["next_index"] or self.new_step != self.old_step or self.new_due != self.old_due
+            self.at.new_index != self.next_index or self.new_step != self.old_step or self.new_due != self.old_due
         ) or self.at.cancel_pending
 
 
@@ -244,10 +251,8 @@ def _fill(
         select(
             EnrollmentT.c.id, EnrollmentT.c.lead_id, EnrollmentT.c.version_id, EnrollmentT.c.state,
             EnrollmentT.c.next_index, EnrollmentT.c.next_step, EnrollmentT.c.next_due_at,
-            EnrollmentT.c.pending_touch_id, EnrollmentT.c.last_touch_at, EnrollmentT.c.enrolled_at,
-            EnrollmentT.c.sequence_id, EnrollmentT.c.dropped_channels,
-            LeadT.c.timezone, LeadT.c.country,
-            TouchT.c.status.label("pending_status"), TouchT.c.lease_until.label("pending_lease"),
+            EnrollmentT.c.pending_touch_id, _raw(EnrollmentT.c.last_touch_at), _raw(EnrollmentT.c.enrolled_at),
+            LeadT.c.timezone, LeadT.c.country, TouchT.c.status, _raw(TouchT.c.lease_until),
         )
         .select_from(
             EnrollmentT.join(LeadT, LeadT.c.id == EnrollmentT.c.lead_id).outerjoin(
@@ -258,7 +263,7 @@ def _fill(
     )  # fmt: skip
     if lock and conn.dialect.name == "postgresql":
         query = query.with_for_update(of=EnrollmentT)
-    rows = conn.execute(query).mappings().all()
+    rows = conn.execute(query).all()
     sp.live = len(rows)
     if sp.pinned:
         sp.counts = {"migrated": 0, "stay_on_old_version": sp.live}
@@ -268,35 +273,36 @@ def _fill(
     specs: dict[int, Sequence] = {}
     positions: dict[tuple[int, int, str | None], Position] = {}
     planners: dict[tuple[str | None, str | None], Planner] = {}
+    new_ids = [s.id for s in new.steps]
+    when = _reader(conn, EnrollmentT.c.enrolled_at)  # the raw columns are read only where needed
     sending = 0
     moves: list[Move] = []
-    for r in rows:
-        status = r["pending_status"] if r["pending_touch_id"] is not None else None
-        if status == "sending" and r["pending_lease"] is not None and r["pending_lease"] >= now:
-            sending += 1
-        pending = None if status is None else ("in_flight" if status in IN_FLIGHT else "retry")
-        vid = r["version_id"]
-        if vid not in specs:
-            specs[vid] = app.specs.get(conn, vid)[0]
-        key = (vid, r["next_index"], pending)
+    for eid, lead_id, vid, st, index, step, due, pending_id, last, enrolled, tz, country, status, lease in rows:
+        pending = None
+        if pending_id is not None:
+            if status == "sending" and lease is not None and when(lease) >= now:
+                sending += 1
+            pending = "in_flight" if status in IN_FLIGHT else "retry"
+        key = (vid, index, pending)
         at = positions.get(key)
         if at is None:
-            at = positions[key] = position(specs[vid], new, r["next_index"], pending)
-        new_due = r["next_due_at"]
+            if vid not in specs:
+                specs[vid] = app.specs.get(conn, vid)[0]
+            at = positions[key] = position(specs[vid], new, index, pending)
+        new_due = due
         if at.retime:
             new_due = None
-            if at.new_index is not None and r["state"] == "active":
-                pk = (r["timezone"], r["country"])
-                planner = planners.get(pk)
+            if at.new_index is not None and st == "active":
+                planner = planners.get((tz, country))
                 if planner is None:
-                    planner = planners[pk] = app.planner(new, r["timezone"], r["country"])
+                    planner = planners[(tz, country)] = app.planner(new, tz, country)
                 if at.new_index == 0:
-                    new_due = planner.first_due(r["enrolled_at"], r["lead_id"])
+                    new_due = planner.first_due(when(enrolled), lead_id)
                 else:
-                    anchor = now if at.cancel_pending else (r["last_touch_at"] or r["enrolled_at"])
-                    new_due = planner.due_after(at.new_index - 1, anchor, r["lead_id"])
-        new_step = new.steps[at.new_index].id if at.new_index is not None else None
-        moves.append(Move(dict(r), at, r["next_step"], new_step, r["next_due_at"], new_due))
+                    anchor = now if at.cancel_pending else when(last if last is not None else enrolled)
+                    new_due = planner.due_after(at.new_index - 1, anchor, lead_id)
+        new_step = new_ids[at.new_index] if at.new_index is not None else None
+        moves.append(Move(eid, lead_id, st, index, pending_id, tz, country, at, step, new_step, due, new_due))
     if sending:
         sp.message = f"{sending} touches of {sp.sequence} are being sent right now; apply again in a moment"
     sp.moves = moves
@@ -310,6 +316,18 @@ def _fill(
         "sending_now": sending,
     }
     _count_changes(sp, old, new, old_hashes, moves)
+
+
+def _raw(column: Any) -> Any:
+    """A column as the driver returns it: time columns most rows never need are not converted."""
+    return type_coerce(column, NullType()).label(column.name)
+
+
+def _reader(conn: Connection, column: Any) -> Any:
+    """Converts one raw value of a time column the way the column's type would have."""
+    dialect = conn.dialect
+    process = column.type.dialect_impl(dialect).result_processor(dialect, None)
+    return process or (lambda value: value)
 
 
 def _later(m: Move) -> bool:
@@ -362,10 +380,7 @@ def _count_changes(
             oi = old_at[step.id]
             c = StepChange(step.id, "removed", {"day": [step.day, None], "channel": [step.channel, None]})
             c.enrollments = sum(
-                1
-                for m in moves
-                if (m.enrollment["next_index"] or 0) < oi
-                or (m.enrollment["next_index"] == oi and m.enrollment["pending_touch_id"] is None)
+                1 for m in moves if m.next_index < oi or (m.next_index == oi and m.pending_touch_id is None)
             )
             sp.changes.append(c)
 
@@ -385,12 +400,20 @@ def _apply_one(app: App, conn: Connection, sp: SequencePlan, now: datetime) -> N
 
 
 def _write_moves(app: App, conn: Connection, sp: SequencePlan, version_id: int, number: int, now: datetime) -> None:
-    from cadence.enroll import HistoryT, _insert_many
+    from cadence.enroll import HistoryT, _insert_many, bind_value
 
     assert sp.loaded is not None
     new = sp.loaded.spec
-    for chunk in _chunks([m.enrollment["id"] for m in sp.moves], 5000):
-        conn.execute(update(EnrollmentT).where(EnrollmentT.c.id.in_(chunk)).values(version_id=version_id))
+    # Exactly the rows the moves were computed from: the same transaction, and locked (see module docstring).
+    conn.execute(
+        update(EnrollmentT)
+        .where(
+            EnrollmentT.c.sequence_id == sp.sequence,
+            EnrollmentT.c.state.in_(LIVE),
+            EnrollmentT.c.version_id != version_id,
+        )
+        .values(version_id=version_id)
+    )
     moved = [m for m in sp.moves if m.moved and m.at.new_index is not None]
     if moved:
         conn.execute(
@@ -404,56 +427,54 @@ def _write_moves(app: App, conn: Connection, sp: SequencePlan, version_id: int, 
             ),
             [
                 {
-                    "eid": m.enrollment["id"],
+                    "eid": m.id,
                     "ni": m.at.new_index,
                     "ns": m.new_step,
                     "nd": m.new_due,
-                    "pt": None if m.at.cancel_pending else m.enrollment["pending_touch_id"],
+                    "pt": None if m.at.cancel_pending else m.pending_touch_id,
                 }
                 for m in moved
             ],
         )
-    kept = [m for m in sp.moves if m.at.keep_pending and m.at.new_index != m.enrollment["next_index"]]
+    kept = [m for m in sp.moves if m.at.keep_pending and m.at.new_index != m.next_index]
     if kept:
         conn.execute(
             update(TouchT).where(TouchT.c.id == bindparam("tid")).values(step_index=bindparam("si")),
-            [{"tid": m.enrollment["pending_touch_id"], "si": m.at.new_index} for m in kept],
+            [{"tid": m.pending_touch_id, "si": m.at.new_index} for m in kept],
         )
-    cancelled = [m.enrollment["pending_touch_id"] for m in sp.moves if m.at.cancel_pending]
+    cancelled = [m.pending_touch_id for m in sp.moves if m.at.cancel_pending]
     if cancelled:
         conn.execute(
             update(TouchT)
             .where(TouchT.c.id.in_(cancelled), TouchT.c.status.in_(("scheduled", "task_open", "unknown")))
             .values(status="cancelled", done_at=now, error=f"step removed from {sp.sequence} in v{number}")
         )
-    history = [
-        (
-            m.enrollment["lead_id"],
-            {
-                "sequence": sp.sequence,
-                "enrollment": m.enrollment["id"],
-                "from_version": sp.from_version,
-                "to_version": number,
-                "next_step": [m.old_step, m.new_step],
-                "next_due_at": [_iso(m.old_due), _iso(m.new_due)],
-            },
-        )
-        for m in sp.moves
-    ]
+    # One history row per migrated enrollment. Most share their detail (same steps, same due
+    # time), so each distinct detail is turned into the driver's JSON value once.
+    to_json = bind_value(conn, HistoryT, "detail")
+    details: dict[tuple[Any, ...], Any] = {}
+    history = []
+    for m in sp.moves:
+        key = (m.old_step, m.new_step, m.old_due, m.new_due)
+        value = details.get(key)
+        if value is None:
+            value = details[key] = to_json(
+                {
+                    "sequence": sp.sequence, "from_version": sp.from_version, "to_version": number,
+                    "next_step": [m.old_step, m.new_step], "next_due_at": [_iso(m.old_due), _iso(m.new_due)],
+                }
+            )  # fmt: skip
+        history.append((m.lead_id, value))
     constant = {"at": now, "kind": "migrated", "cause": "cadence apply"}
-    _insert_many(conn, HistoryT, ("lead_id", "detail"), history, constant)
+    _insert_many(conn, HistoryT, ("lead_id", "detail"), history, constant, prebound=("detail",))
     for m in sp.moves:
         if m.at.new_index is None:  # nothing left for it in the new version: it completes (and the rules run)
-            r = m.enrollment
-            planner = app.planner(new, r["timezone"], r["country"])
-            enrollment = {**r, "version_id": version_id}
-            if r["state"] == "active" or r["state"] == "paused":
-                advance(conn, app, enrollment, planner, len(new.steps) - 1, now, now)
+            planner = app.planner(new, m.timezone, m.country)
+            enrollment = {"id": m.id, "lead_id": m.lead_id, "sequence_id": sp.sequence, "version_id": version_id}
+            advance(conn, app, enrollment, planner, len(new.steps) - 1, now, now)
 
 
+@lru_cache(maxsize=65536)
 def _iso(value: datetime | None) -> str | None:
+    """Due times repeat a lot across leads (same zone, same day, same slot): format each once."""
     return value.isoformat() if value else None
-
-
-def _chunks(items: list[Any], size: int) -> list[list[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]

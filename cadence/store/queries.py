@@ -54,7 +54,10 @@ def suppressed(conn: Connection, pairs: Iterable[tuple[str, str]]) -> set[tuple[
 
 
 def recent_touches(conn: Connection, lead_ids: Iterable[str], since: datetime) -> list[tuple[str, datetime]]:
-    """(lead, time) of every touch that reached a lead since `since`, or is reaching it now."""
+    """(lead, time) of every touch that reached a lead since `since`, or is reaching it now.
+
+    A task a rule opened for the owner (step_index -1, e.g. notify_owner) reaches nobody and is not counted.
+    """
     ids = list(set(lead_ids))
     if not ids:
         return []
@@ -62,6 +65,7 @@ def recent_touches(conn: Connection, lead_ids: Iterable[str], since: datetime) -
         select(TouchT.c.lead_id, TouchT.c.sent_at, TouchT.c.lease_until).where(
             TouchT.c.lead_id.in_(ids),
             TouchT.c.status.in_(COUNTED),
+            TouchT.c.step_index >= 0,
             or_(TouchT.c.sent_at >= since, TouchT.c.status == "sending"),
         )
     )

@@ -201,9 +201,13 @@ def test_rule_7_reply_during_nurture_enrolls_hot_and_opens_an_owner_task(cli: Cl
     assert (task["step"], task["owner"]) == ("notify-owner", "alice") and "replied" in task["title"]
     # Speed to lead: the hot sequence's immediate email goes on the next pass, no spread.
     run(cli, "2026-12-01T09:00:30-05:00")
-    assert touches(cli, "L1", "2026-12-01T09:01:00-05:00")["thanks"]["status"] == "sent"
+    hot = touches(cli, "L1", "2026-12-01T09:01:00-05:00", "outbound-hot")
+    assert hot["thanks"]["status"] == "sent"
+    # ... and so does the call: the owner's own task reached nobody, so it does not use up the lead's daily cap.
+    assert hot["call-now"]["status"] == "task_open" and hot["call-now"]["sent_at"] == hot["thanks"]["sent_at"]
     assert outbox_emails(project, DANA) == ["Thanks, Dana: next steps"]  # and no nurture digest
-    assert [h["kind"] for h in history(cli, "L1", "2026-12-01T09:01:00-05:00")].count("task_opened") == 1
+    opened = [h["detail"] for h in history(cli, "L1", "2026-12-01T09:01:00-05:00") if h["kind"] == "task_opened"]
+    assert [(d.get("step"), d["owner"]) for d in opened] == [(None, "alice"), ("call-now", "alice")]
 
 
 # Rule 8: {event: completed, kind: outbound} -> {recycle: nurture-monthly, after: 14d}

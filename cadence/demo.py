@@ -304,7 +304,8 @@ def main(folder: Path = Path("demo")) -> None:
         app.close()
     console.rule("the whole story of one lead")
     cadence(folder, "history", "L2", now=clock.now())
-    cadence(folder, "tasks", now=clock.now())
+    console.rule("every touch of the lead who texted STOP: the SMS after it skipped, the emails went on")
+    cadence(folder, "touches", "--lead", "L5", now=clock.now())
 
 
 if __name__ == "__main__":

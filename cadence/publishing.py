@@ -74,6 +74,7 @@ class StepChange:
     later: int = 0  # ... whose next touch moves later
     earlier: int = 0  # ... whose next touch moves earlier
     past: int = 0  # live enrollments already past the step (added steps: they will not get it)
+    cancelled: int = 0  # removed steps: touches of it in flight (open tasks, unknown sends) cancelled
     template: str | None = None
 
     def summary(self) -> str:
@@ -81,7 +82,8 @@ class StepChange:
         if self.change == "added":
             return f"{self.step} added: {n} enrollments will get it, {self.past:,} are already past it"
         if self.change == "removed":
-            return f"{self.step} removed: {n} enrollments will skip it"
+            text = f"{self.step} removed: {n} enrollments will skip it"
+            return text + (f"; {self.cancelled:,} of its touches in flight are cancelled" if self.cancelled else "")
         if self.change == "template":
             return f"{self.step}: template {self.template} changed, {n} enrollments will get the new text"
         what = "; ".join(
@@ -98,7 +100,8 @@ class StepChange:
     def as_json(self) -> dict[str, Any]:
         out = {
             "step": self.step, "change": self.change, "fields": self.fields, "enrollments": self.enrollments,
-            "later": self.later, "earlier": self.earlier, "past": self.past, "summary": self.summary(),
+            "later": self.later, "earlier": self.earlier, "past": self.past, "cancelled": self.cancelled,
+            "summary": self.summary(),
         }  # fmt: skip
         if self.template:
             out["template"] = self.template
@@ -382,6 +385,7 @@ def _count_changes(
             c.enrollments = sum(
                 1 for m in moves if m.next_index < oi or (m.next_index == oi and m.pending_touch_id is None)
             )
+            c.cancelled = sum(1 for m in moves if m.next_index == oi and m.at.cancel_pending)
             sp.changes.append(c)
 
 

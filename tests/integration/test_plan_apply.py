@@ -314,3 +314,97 @@ def test_apply_is_atomic_when_one_sequence_cannot_be_applied(edited: Path, db_ur
             assert conn.execute(select(HistoryT.c.id).where(HistoryT.c.kind == "migrated")).first() is None
     finally:
         app.close()
+
+
+CALLS = """id: calls
+name: Calls
+kind: outbound
+schedule: {spread: 0}
+steps:
+  - {id: c1, day: 1, channel: call, template: outbound-saas/call-script.md.j2}
+  - {id: e1, day: 2, channel: email, subject: Hello, template: edit-me/a.md.j2}
+  - {id: c2, day: 3, channel: call, template: outbound-saas/call-script.md.j2}
+"""
+
+
+def _open_call(edited: Path, db_url: str) -> int:
+    """Lead A1 in `calls` with the c1 call task open (Mon 2026-11-30 09:30)."""
+    (edited / "sequences" / "calls.yaml").write_text(CALLS)
+    app = _app(edited, db_url, GROUPS["A"])
+    try:
+        rows: list[tuple[int, dict[str, str | None]]] = [
+            (2, {"id": "A1", "email": "a1@lead.example", "first_name": "A1", "owner": "alice", "company": "Co",
+                 "phone": "+12125550123", "timezone": "America/New_York", "country": "US"})
+        ]  # fmt: skip
+        import_leads(app.engine, rows, app.settings, app.clock.now())
+        assert enroll(app, "calls", ["A1"]).refused == []
+    finally:
+        app.close()
+    app = _app(edited, db_url, PASSES[0])
+    try:
+        asyncio_run(app)
+        with app.engine.connect() as conn:
+            task_id: int = conn.execute(
+                select(TouchT.c.id).where(TouchT.c.step_id == "c1", TouchT.c.status == "task_open")
+            ).scalar_one()
+    finally:
+        app.close()
+    return task_id
+
+
+def test_an_open_task_keeps_its_step_and_the_sequence_goes_on_by_the_new_days(edited: Path, db_url: str) -> None:
+    from cadence.dispositions import log_disposition
+
+    task_id = _open_call(edited, db_url)
+    (edited / "sequences" / "calls.yaml").write_text(
+        CALLS.replace(
+            "{id: e1, day: 2,", "{id: e0, day: 1, channel: task, title: Research}\n  - {id: e1, day: 3,"
+        ).replace("{id: c2, day: 3,", "{id: c2, day: 4,")
+    )
+    app = _app(edited, db_url, "2026-11-30T10:00:00-05:00")
+    try:
+        plan = apply(app, ["calls"]).as_json()
+        assert plan["sequences"][0]["enrollments"]["pending_cancelled"] == 0
+        with app.engine.connect() as conn:
+            task = conn.execute(select(TouchT.c.status, TouchT.c.step_index).where(TouchT.c.id == task_id)).one()
+            row = conn.execute(select(EnrollmentT).where(EnrollmentT.c.lead_id == "A1")).mappings().one()
+        assert tuple(task) == ("task_open", 0)
+        assert (row["next_step"], row["pending_touch_id"], row["next_due_at"]) == ("c1", task_id, None)
+    finally:
+        app.close()
+    app = _app(edited, db_url, "2026-11-30T11:00:00-05:00")
+    try:
+        log_disposition(app, task_id, "left_voicemail")  # a `continue` rule: on to the next step of v2
+        with app.engine.connect() as conn:
+            row = conn.execute(select(EnrollmentT).where(EnrollmentT.c.lead_id == "A1")).mappings().one()
+        assert (row["next_step"], row["next_due_at"]) == ("e0", _utc("2026-11-30T11:00:00-05:00"))
+    finally:
+        app.close()
+
+
+def test_an_open_task_of_a_removed_step_is_cancelled_and_the_lead_moves_on(edited: Path, db_url: str) -> None:
+    task_id = _open_call(edited, db_url)
+    (edited / "sequences" / "calls.yaml").write_text(
+        CALLS.replace("  - {id: c1, day: 1, channel: call, template: outbound-saas/call-script.md.j2}\n", "")
+    )
+    app = _app(edited, db_url, "2026-11-30T10:00:00-05:00")
+    try:
+        [seq] = apply(app, ["calls"]).as_json()["sequences"]
+        assert seq["enrollments"]["pending_cancelled"] == 1
+        [removed] = seq["changes"]
+        assert (removed["step"], removed["change"], removed["enrollments"], removed["cancelled"]) == (
+            "c1",
+            "removed",
+            0,
+            1,
+        )
+        assert removed["summary"] == "c1 removed: 0 enrollments will skip it; 1 of its touches in flight are cancelled"
+        with app.engine.connect() as conn:
+            status = conn.execute(select(TouchT.c.status).where(TouchT.c.id == task_id)).scalar_one()
+            row = conn.execute(select(EnrollmentT).where(EnrollmentT.c.lead_id == "A1")).mappings().one()
+        assert status == "cancelled"
+        # e1 (day 2) is one allowed day after the moment the task was taken away
+        assert (row["next_step"], row["next_index"], row["pending_touch_id"]) == ("e1", 0, None)
+        assert row["next_due_at"] == _utc("2026-12-01T09:00:00-05:00")
+    finally:
+        app.close()

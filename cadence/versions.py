@@ -76,9 +76,9 @@ def _insert(conn: Connection, sequence_id: str, values: dict[str, Any]) -> tuple
         conn.execute(select(func.max(VersionTable.c.version)).where(VersionTable.c.sequence_id == sequence_id)).scalar()
         or 0
     ) + 1
-    row_id = conn.execute(
-        VersionTable.insert().values(sequence_id=sequence_id, version=number, **values)
-    ).inserted_primary_key[0]
+    row_id: int = conn.execute(
+        VersionTable.insert().values(sequence_id=sequence_id, version=number, **values).returning(VersionTable.c.id)
+    ).scalar_one()
     return row_id, number
 
 

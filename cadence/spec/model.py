@@ -39,7 +39,8 @@ EventName = Literal[
     "completed",
     "expired",
 ]
-DEFAULT_EXIT_ON: list[str] = ["replied", "meeting_booked", "bounced", "unsubscribed"]
+DEFAULT_EXIT_ON: list[EventName] = ["replied", "meeting_booked", "bounced", "unsubscribed"]
+
 
 
 class Strict(BaseModel):

@@ -5,7 +5,9 @@ on) and can be scripted from the test thread: refuse a recipient (`reject`),
 answer 4xx to the next few messages (`defer`), or close a connection in the middle
 of a session (`drop_after` closes it when the next MAIL FROM arrives, before the
 server has anything to deliver; `drop_before_reply` closes it after taking a
-message's text but before saying 250, the case nobody can call unsent).
+message's text but before saying 250, the case nobody can call unsent), or hold
+each 250 back for a while (`slow_down`), so a client killed while it waits has
+handed over a message it never heard was accepted.
 
 It is also the target of dispatch benchmarks and concurrency tests, so messages
 are parsed lazily and the counters (`count`, `message_ids`, `connections`) are
@@ -112,6 +114,7 @@ class SmtpSink:
         self._defer: list[tuple[str, str]] = []  # (stage, reply) for the next messages, in order
         self._drop_after: int | None = None
         self._drop_before_reply = 0
+        self._reply_delay = 0.0
         self._numbers: dict[int, int] = {}  # id(protocol) -> connection number, given at EHLO
         self._protocols: list[_SinkSMTP] = []
         self._open: set[int] = set()
@@ -172,6 +175,16 @@ class SmtpSink:
         """Take the text of the next `count` messages, then close the connection instead of answering."""
         with self._lock:
             self._drop_before_reply = count
+
+    def slow_down(self, seconds: float) -> None:
+        """Hold the 250 for each message's text `seconds` after taking it (0 answers at once again).
+
+        The message counts as received (`count`) before the wait, so a test that waits
+        on `count` and then kills the client lands while the client waits for its reply.
+        """
+        assert seconds >= 0
+        with self._lock:
+            self._reply_delay = seconds
 
     # -- what happened --------------------------------------------------------------------
 
@@ -299,10 +312,13 @@ class SmtpSink:
             drop = self._drop_before_reply > 0
             if drop:
                 self._drop_before_reply -= 1
+            delay = self._reply_delay
         if drop:
             assert transport is not None
             transport.close()
             return "250 never sent"
+        if delay:
+            await asyncio.sleep(delay)  # cancelled by aiosmtpd if the client goes away meanwhile
         return f"250 OK queued as {number}"
 
 

@@ -81,20 +81,19 @@ def _plain(value: object) -> object:
     return value
 
 
-def step_changes(old: Step, new: Step) -> dict[str, list[object]]:
-    """field -> [old value, new value] for every field that differs."""
+def _diff(old: object, new: object, names: tuple[str, ...]) -> dict[str, list[object]]:
+    """field -> [old value, new value] for every named field that differs."""
     out: dict[str, list[object]] = {}
-    for name in STEP_FIELDS:
+    for name in names:
         a, b = _plain(getattr(old, name)), _plain(getattr(new, name))
         if a != b:
             out[name] = [a, b]
     return out
+
+
+def step_changes(old: Step, new: Step) -> dict[str, list[object]]:
+    return _diff(old, new, STEP_FIELDS)
 
 
 def sequence_changes(old: Sequence, new: Sequence) -> dict[str, list[object]]:
-    out: dict[str, list[object]] = {}
-    for name in SEQUENCE_FIELDS:
-        a, b = _plain(getattr(old, name)), _plain(getattr(new, name))
-        if a != b:
-            out[name] = [a, b]
-    return out
+    return _diff(old, new, SEQUENCE_FIELDS)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 
 import typer
 from rich.table import Table
+from sqlalchemy import select
 
+from cadence.app import App
 from cadence.cli.context import state
 from cadence.cli.output import console, fail, print_json
 from cadence.clock import parse_instant
@@ -14,20 +16,25 @@ from cadence.dispositions import DispositionError, log_disposition
 from cadence.events import record_event
 from cadence.history import lead_history
 from cadence.pausing import LeadNotFound, pause_lead, resume_lead
+from cadence.store.queries import LeadT
+from cadence.timing import zone
 
 
-def _until(text: str | None) -> datetime | None:
-    """A date (the lead is back that day) or a full ISO 8601 time with offset."""
+def _until(app: App, lead_id: str, text: str | None) -> datetime | None:
+    """A date (the lead is back that day, from midnight in the lead's own time zone) or an ISO time."""
     if not text:
         return None
     try:
         day = date.fromisoformat(text)
-        return datetime(day.year, day.month, day.day, tzinfo=UTC)
     except ValueError:
         try:
             return parse_instant(text)
         except ValueError as exc:
             fail(f"--until: {exc}")
+    with app.engine.connect() as conn:
+        tz = conn.execute(select(LeadT.c.timezone).where(LeadT.c.id == lead_id)).scalar()
+    local = datetime.combine(day, time(0), tzinfo=zone(tz or app.settings.timezone))
+    return local.astimezone(UTC)
 
 
 def log(
@@ -61,7 +68,7 @@ def event(
     """Record an event from outside: replied, meeting_booked, out_of_office, unsubscribed, ..."""
     app = state(ctx).app()
     try:
-        done = record_event(app, lead_id, name, until=_until(until), note=note)
+        done = record_event(app, lead_id, name, until=_until(app, lead_id, until), note=note)
     except (KeyError, ValueError) as exc:
         fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
     if json_out:
@@ -80,7 +87,7 @@ def pause(
     """Pause every live sequence of a lead."""
     app = state(ctx).app()
     try:
-        paused = pause_lead(app, lead_id, _until(until))
+        paused = pause_lead(app, lead_id, _until(app, lead_id, until))
     except LeadNotFound as exc:
         fail(str(exc))
     console.print(f"paused {', '.join(paused) or 'nothing'} for {lead_id}", markup=False)

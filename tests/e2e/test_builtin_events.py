@@ -169,7 +169,10 @@ def test_out_of_office_pauses_until_the_return_date_then_the_sequence_resumes(st
     log(started, "L2", "left_voicemail", "2026-11-30T11:00:00-05:00")
     done = event(started, "L2", "out_of_office", NOON, "--until", "2026-12-14")
     assert done == ["paused outbound-saas until 2026-12-14"]
-    assert enrollment(started, "L2", "outbound-saas", NOON)["state"] == "paused"
+    paused = enrollment(started, "L2", "outbound-saas", NOON)
+    assert paused["state"] == "paused"
+    # a bare date is the start of that day where the lead is (Sam is in Los Angeles)
+    assert parse_instant(paused["paused_until"]) == parse_instant("2026-12-14T00:00:00-08:00")
     run(started, "2026-12-10T12:00:00-05:00")
     assert enrollment(started, "L2", "outbound-saas", NOON)["state"] == "paused"
     assert outbox_emails(project, "sam@contoso.example") == ["Contoso + Acme"]

@@ -171,8 +171,8 @@ def test_out_of_office_pauses_until_the_return_date_then_the_sequence_resumes(st
     assert done == ["paused outbound-saas until 2026-12-14"]
     paused = enrollment(started, "L2", "outbound-saas", NOON)
     assert paused["state"] == "paused"
-    # a bare date is the start of that day where the lead is (Sam is in Los Angeles)
-    assert parse_instant(paused["paused_until"]) == parse_instant("2026-12-14T00:00:00-08:00")
+    # a bare date is the start of that day where the lead is (Sam is in New York), not midnight UTC
+    assert parse_instant(paused["paused_until"]) == parse_instant("2026-12-14T00:00:00-05:00")
     run(started, "2026-12-10T12:00:00-05:00")
     assert enrollment(started, "L2", "outbound-saas", NOON)["state"] == "paused"
     assert outbox_emails(project, "sam@contoso.example") == ["Contoso + Acme"]

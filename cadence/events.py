@@ -140,6 +140,13 @@ def on_event(
         elif live and event in spec.exit_on:
             finish_enrollment(conn, enrollment["id"], lead_id, event, now, cause)
             done.append(f"ended {spec.id} ({event})")
+            # The lead's stage says why it left its sequence (a rep's list of "replied" leads),
+            # unless a stage a person or a rule decided (qualified, ...) is already there.
+            conn.execute(
+                update(LeadT)
+                .where(LeadT.c.id == lead_id, LeadT.c.stage.in_(("new", "working", "nurture", "recycled")))
+                .values(stage=event, updated_at=now)
+            )
         elif live and event == "out_of_office":
             back = until or now + DEFAULT_OUT_OF_OFFICE
             pause_enrollment(conn, enrollment["id"], back)

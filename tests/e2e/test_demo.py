@@ -38,7 +38,7 @@ def test_demo_ends_every_lead_where_its_story_says(demo_run: tuple[Cli, str]) ->
     stages = {lead: status(cli, lead, LATER)["lead"]["stage"] for lead in [f"L{n}" for n in range(1, 9)]}
     assert stages == {
         "L1": "qualified", "L2": "qualified", "L3": "nurture", "L4": "nurture", "L5": "nurture",
-        "L6": "working", "L7": "nurture", "L8": "nurture",
+        "L6": "replied", "L7": "nurture", "L8": "nurture",
     }  # fmt: skip
     assert path(cli, "L1") == [("outbound-saas", "qualified")]
     assert path(cli, "L2") == [

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, and_, or_, select
 
 from cadence.store.tables import Enrollment, Lead, Suppression, Touch
 
@@ -62,14 +62,26 @@ def recent_touches(conn: Connection, lead_ids: Iterable[str], since: datetime) -
     if not ids:
         return []
     rows = conn.execute(
-        select(TouchT.c.lead_id, TouchT.c.sent_at, TouchT.c.lease_until).where(
+        select(TouchT.c.lead_id, TouchT.c.sent_at, TouchT.c.lease_until, TouchT.c.due_at).where(
             TouchT.c.lead_id.in_(ids),
             TouchT.c.status.in_(COUNTED),
             TouchT.c.step_index >= 0,
-            or_(TouchT.c.sent_at >= since, TouchT.c.status == "sending"),
+            _recent(since),
         )
     )
-    return [(lead, sent_at or lease) for lead, sent_at, lease in rows]
+    return [(lead, sent_at or lease or due) for lead, sent_at, lease, due in rows]
+
+
+def _recent(since: datetime) -> Any:
+    """Sent since `since`, in flight now, or possibly sent (`unknown`, dated by when it was due).
+
+    An `unknown` touch may have reached the lead, so it counts towards every cap as if it had.
+    """
+    return or_(
+        TouchT.c.sent_at >= since,
+        TouchT.c.status == "sending",
+        and_(TouchT.c.status == "unknown", TouchT.c.due_at >= since),
+    )
 
 
 def sender_sends(conn: Connection, senders: Iterable[str], since: datetime) -> list[tuple[str, datetime | None]]:
@@ -78,14 +90,14 @@ def sender_sends(conn: Connection, senders: Iterable[str], since: datetime) -> l
     if not ids:
         return []
     rows = conn.execute(
-        select(TouchT.c.sender, TouchT.c.sent_at).where(
+        select(TouchT.c.sender, TouchT.c.sent_at, TouchT.c.status, TouchT.c.due_at).where(
             TouchT.c.sender.in_(ids),
             TouchT.c.channel == "email",
             TouchT.c.status.in_(("sending", "sent", "unknown")),
-            or_(TouchT.c.sent_at >= since, TouchT.c.status == "sending"),
+            _recent(since),
         )
     )
-    return [(s, t) for s, t in rows]
+    return [(s, due if status == "unknown" else sent) for s, sent, status, due in rows]
 
 
 def thread_messages(conn: Connection, enrollment_ids: Iterable[int]) -> list[Any]:

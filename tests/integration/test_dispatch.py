@@ -307,3 +307,37 @@ def test_sweep_is_harmless_when_nothing_is_stale(app: App) -> None:
         "resumed": 0,
         "recycled": 0,
     }
+
+
+def test_an_unknown_email_counts_towards_the_mailbox_daily_cap(project: Path, db_url: str) -> None:
+    """It may have reached the lead, so the mailbox may have sent it: the cap must not be exceeded."""
+    import yaml
+
+    config = yaml.safe_load((project / "config.yaml").read_text())
+    config["senders"][0]["daily_cap"] = 1  # alice
+    (project / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    _write_sequence(
+        project,
+        "one",
+        "id: one\nname: t\nschedule: {spread: 0}\nsteps:\n"
+        "  - {id: e1, day: 1, channel: email, subject: hi, template: outbound-saas/bump.md.j2}\n",
+    )
+    app = _app(project, db_url)
+    try:
+        _add(app, _lead(), _lead(id="L2", email="sam@contoso.example", phone="+12125550102", first_name="Sam"))
+        enroll(app, "one", ["L1"])
+        _at(app, "2026-11-30T10:00:00-05:00")
+        from cadence.dispatch import Dispatcher, PassReport
+
+        claimed = Dispatcher(app, None, None, "dead-worker").claim(app.clock.now(), PassReport())  # type: ignore[arg-type]
+        assert [j.enrollment["lead_id"] for j in claimed] == ["L1"]  # the worker dies mid-send
+        enroll(app, "one", ["L2"])
+        _at(app, "2026-11-30T10:06:00-05:00")
+        report = _pass(app)
+        assert report.sweep.unknown == 1
+        assert report.dispatch.deferred == 1 and not _emails(project)  # L2 waits for tomorrow's cap
+        with app.engine.connect() as conn:
+            due = conn.execute(select(EnrollmentT.c.next_due_at).where(EnrollmentT.c.lead_id == "L2")).scalar_one()
+        assert due.astimezone(parse_instant(MONDAY_0800).tzinfo).date().isoformat() == "2026-12-01"
+    finally:
+        app.close()

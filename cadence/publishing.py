@@ -55,8 +55,8 @@ class Move:
     at: Position
     old_step: str | None
     new_step: str | None
-    old_due: datetime | None
-    new_due: datetime | None
+    old_due: Any  # datetime once re-timed; until then the stored value as the driver gave it
+    new_due: Any
 
     @property
     def moved(self) -> bool:
@@ -253,7 +253,7 @@ def _fill(
     query = (
         select(
             EnrollmentT.c.id, EnrollmentT.c.lead_id, EnrollmentT.c.version_id, EnrollmentT.c.state,
-            EnrollmentT.c.next_index, EnrollmentT.c.next_step, EnrollmentT.c.next_due_at,
+            EnrollmentT.c.next_index, EnrollmentT.c.next_step, _raw(EnrollmentT.c.next_due_at),
             EnrollmentT.c.pending_touch_id, _raw(EnrollmentT.c.last_touch_at), _raw(EnrollmentT.c.enrolled_at),
             LeadT.c.timezone, LeadT.c.country, TouchT.c.status, _raw(TouchT.c.lease_until),
         )
@@ -292,9 +292,9 @@ def _fill(
             if vid not in specs:
                 specs[vid] = app.specs.get(conn, vid)[0]
             at = positions[key] = position(specs[vid], new, index, pending)
-        new_due = due
+        new_due = due  # raw as stored: it stands unless the move re-times it
         if at.retime:
-            new_due = None
+            due, new_due = when(due), None
             if at.new_index is not None and st == "active":
                 planner = planners.get((tz, country))
                 if planner is None:
@@ -334,11 +334,11 @@ def _reader(conn: Connection, column: Any) -> Any:
 
 
 def _later(m: Move) -> bool:
-    return m.old_due is not None and m.new_due is not None and m.new_due > m.old_due
+    return m.at.retime and m.old_due is not None and m.new_due is not None and m.new_due > m.old_due
 
 
 def _earlier(m: Move) -> bool:
-    return m.old_due is not None and m.new_due is not None and m.new_due < m.old_due
+    return m.at.retime and m.old_due is not None and m.new_due is not None and m.new_due < m.old_due
 
 
 def _ahead(m: Move, index: int) -> bool:
@@ -408,6 +408,7 @@ def _write_moves(app: App, conn: Connection, sp: SequencePlan, version_id: int, 
 
     assert sp.loaded is not None
     new = sp.loaded.spec
+    when = _reader(conn, EnrollmentT.c.next_due_at)  # due times that stand are still as stored
     # Exactly the rows the moves were computed from: the same transaction, and locked (see module docstring).
     conn.execute(
         update(EnrollmentT)
@@ -434,7 +435,7 @@ def _write_moves(app: App, conn: Connection, sp: SequencePlan, version_id: int, 
                     "eid": m.id,
                     "ni": m.at.new_index,
                     "ns": m.new_step,
-                    "nd": m.new_due,
+                    "nd": m.new_due if m.at.retime else when(m.new_due),
                     "pt": None if m.at.cancel_pending else m.pending_touch_id,
                 }
                 for m in moved
@@ -453,21 +454,23 @@ def _write_moves(app: App, conn: Connection, sp: SequencePlan, version_id: int, 
             .where(TouchT.c.id.in_(cancelled), TouchT.c.status.in_(("scheduled", "task_open", "unknown")))
             .values(status="cancelled", done_at=now, error=f"step removed from {sp.sequence} in v{number}")
         )
-    # One history row per migrated enrollment. Most share their detail (same steps, same due
-    # time), so each distinct detail is turned into the driver's JSON value once.
+    # One history row per migrated enrollment; the due times are in it when they changed. Most
+    # rows share their detail, so each distinct detail becomes the driver's JSON value once.
     to_json = bind_value(conn, HistoryT, "detail")
     details: dict[tuple[Any, ...], Any] = {}
     history = []
     for m in sp.moves:
-        key = (m.old_step, m.new_step, m.old_due, m.new_due)
+        retimed = m.at.retime and m.old_due != m.new_due
+        key = (m.old_step, m.new_step, m.old_due, m.new_due) if retimed else (m.old_step, m.new_step)
         value = details.get(key)
         if value is None:
-            value = details[key] = to_json(
-                {
-                    "sequence": sp.sequence, "from_version": sp.from_version, "to_version": number,
-                    "next_step": [m.old_step, m.new_step], "next_due_at": [_iso(m.old_due), _iso(m.new_due)],
-                }
-            )  # fmt: skip
+            detail: dict[str, Any] = {
+                "sequence": sp.sequence, "from_version": sp.from_version, "to_version": number,
+                "next_step": [m.old_step, m.new_step],
+            }  # fmt: skip
+            if retimed:
+                detail["next_due_at"] = [_iso(m.old_due), _iso(m.new_due)]
+            value = details[key] = to_json(detail)
         history.append((m.lead_id, value))
     constant = {"at": now, "kind": "migrated", "cause": "cadence apply"}
     _insert_many(conn, HistoryT, ("lead_id", "detail"), history, constant, prebound=("detail",))

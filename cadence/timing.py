@@ -59,6 +59,7 @@ class Window:
         return f"{self.start // 60:02d}:{self.start % 60:02d}-{self.end // 60:02d}:{self.end % 60:02d}"
 
 
+@lru_cache(maxsize=1024)
 def parse_time_of_day(text: str) -> time:
     m = re.match(r"^\s*(\d{1,2}):(\d{2})\s*$", text)
     if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
@@ -108,6 +109,7 @@ def holiday_calendar(country: str) -> Container[date]:
         raise ValueError(f"no holiday calendar for country {country!r}") from exc
 
 
+@lru_cache(maxsize=65536)
 def local_to_utc(day: date, minute: int, tz: ZoneInfo) -> datetime:
     """Wall time `minute` after local midnight of `day`, as UTC (DST-safe, see module doc)."""
     if minute >= 24 * 60:
@@ -133,9 +135,14 @@ class Calendar:
     days: frozenset[int]
     holidays: Container[date] = field(default_factory=frozenset)
     spread: timedelta = timedelta(0)
+    # Planning thousands of leads asks about the same few days again and again.
+    _allowed: dict[date, bool] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def is_allowed(self, day: date) -> bool:
-        return day.weekday() in self.days and day not in self.holidays
+        known = self._allowed.get(day)
+        if known is None:
+            known = self._allowed[day] = day.weekday() in self.days and day not in self.holidays
+        return known
 
     def next_allowed(self, day: date, *, inclusive: bool = False) -> date:
         current = day if inclusive else day + timedelta(days=1)

@@ -14,7 +14,6 @@ import csv
 import json
 import shutil
 import struct
-import uuid
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -24,13 +23,12 @@ from typing import Any
 from xml.etree import ElementTree
 
 import pytest
-from sqlalchemy import create_engine, select, text, update
+from sqlalchemy import select, text, update
 from typer.testing import CliRunner
 
-from cadence.store.db import upgrade
 from cadence.store.queries import TouchT
 from cadence.store.tables import History
-from tests.conftest import PG_ADMIN_URL, ROOT, Cli, engine_for
+from tests.conftest import ROOT, Cli, engine_for, new_pg_database
 
 HistoryT: Any = History.__table__  # type: ignore[attr-defined]
 NY = "-05:00"
@@ -103,19 +101,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite:///{path}"
         return
-    request.getfixturevalue("pg_database")  # the server is up (or the test fails, never skips)
-    name = f"cadence_report_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    engine = engine_for(url)
-    upgrade(engine)
-    engine.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with new_pg_database("cadence_report") as url:  # the server is up, or the test fails (never skips)
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from cadence.app import App
 from cadence.channels.base import (
@@ -36,7 +36,7 @@ from cadence.channels.base import (
 )
 from cadence.compose import template_context
 from cadence.config import Sender
-from cadence.events import add_history, on_event
+from cadence.events import HistoryT, add_history, on_event
 from cadence.planner import Planner
 from cadence.progression import advance, defer
 from cadence.render import Renderer, RenderError
@@ -49,6 +49,7 @@ from cadence.tokens import sign
 from cadence.variants import assign
 
 TASK_CHANNELS = ("call", "task")
+RENDER_SLICE = 32  # touches rendered while the slice before them is sent (see Dispatcher.render_and_send)
 
 
 @dataclass
@@ -141,8 +142,7 @@ class Dispatcher:
         report = PassReport(batches=1)
         jobs = self.claim(now, report)
         if jobs:
-            self.prepare(jobs, now)
-            await self.send(jobs)
+            await self.render_and_send(jobs)
             self.record(jobs, self.app.clock.now(), report)
         return report
 
@@ -166,8 +166,8 @@ class Dispatcher:
                     pairs.add(("call", lead["phone"]))  # do_not_call suppresses calls to the number
             blocked = queries.suppressed(conn, pairs)
             lead_times = _by_key(queries.recent_touches(conn, leads, now - timedelta(days=2)))
-            sender_times = _by_key(
-                queries.sender_sends(conn, {lead["owner"] for lead in leads.values()}, now - timedelta(days=2))
+            sender_counts = self._sender_counts(
+                queries.sender_sends(conn, {lead["owner"] for lead in leads.values()}, now - timedelta(days=2)), now
             )
             retries = queries.touch_attempts(conn, [r["pending_touch_id"] for r in rows if r["pending_touch_id"]])
             inserts: list[dict[str, Any]] = []
@@ -182,7 +182,7 @@ class Dispatcher:
                     self._skip(conn, row, lead, spec, planner, index, reason, now)
                     report.skipped += 1
                     continue
-                later = self._hold(step, lead, planner, now, lead_times, sender_times)
+                later = self._hold(step, lead, planner, now, lead_times, sender_counts)
                 if later is not None:
                     defer(conn, row["id"], later)
                     report.deferred += 1
@@ -190,7 +190,9 @@ class Dispatcher:
                 lead_times.setdefault(lead["id"], []).append(now)
                 message_id = None
                 if step.channel == "email":
-                    sender_times.setdefault(lead["owner"], []).append(None)
+                    counts = sender_counts.setdefault(lead["owner"], [0, 0])  # in flight: counts today and this minute
+                    counts[0] += 1
+                    counts[1] += 1
                     message_id = self._message_id(lead)
                 variant = assign(spec.id, step, lead["id"])
                 touch = {
@@ -221,11 +223,12 @@ class Dispatcher:
                 for job in jobs:
                     if job.touch_id == 0:
                         job.touch_id = next(fresh)
-            for job in jobs:
+            if jobs:  # one statement for the batch (executemany), not one per touch
                 conn.execute(
                     update(EnrollmentT)
-                    .where(EnrollmentT.c.id == job.enrollment["id"])
-                    .values(next_due_at=None, pending_touch_id=job.touch_id)
+                    .where(EnrollmentT.c.id == bindparam("claimed_enrollment"))
+                    .values(next_due_at=None, pending_touch_id=bindparam("claimed_touch")),
+                    [{"claimed_enrollment": j.enrollment["id"], "claimed_touch": j.touch_id} for j in jobs],
                 )
         report.claimed = len(jobs)
         return jobs
@@ -269,7 +272,7 @@ class Dispatcher:
         planner: Planner,
         now: datetime,
         lead_times: dict[str, list[datetime | None]],
-        sender_times: dict[str, list[datetime | None]],
+        sender_counts: dict[str, list[int]],
     ) -> datetime | None:
         """When this touch must wait until instead of going now (window, caps), or None."""
         cal = planner.calendar
@@ -288,14 +291,30 @@ class Dispatcher:
             return next_slot(cal.next_allowed(today), now)
         if step.channel == "email":
             sender = self.settings.sender(lead["owner"])
-            sent = sender_times.get(sender.id, [])
-            home = zone(self.settings.timezone)  # a mailbox's day runs on config.yaml's time zone
-            sender_today = now.astimezone(home).date()
-            if sum(1 for t in sent if t is None or t.astimezone(home).date() == sender_today) >= sender.daily_cap:
+            sent_today, sent_this_minute = sender_counts.get(sender.id, (0, 0))
+            if sent_today >= sender.daily_cap:
                 return next_slot(cal.next_allowed(today), now)
-            if sum(1 for t in sent if t is None or t > now - timedelta(minutes=1)) >= sender.per_minute:
+            if sent_this_minute >= sender.per_minute:
                 return next_slot(today, now + timedelta(seconds=60))
         return None
+
+    def _sender_counts(self, sends: list[tuple[str, datetime | None]], now: datetime) -> dict[str, list[int]]:
+        """Per sender, [emails on the mailbox's day, emails in the last minute]; in flight (None) counts in both.
+
+        Counted once per claim, then kept up to date as the claim adds touches, so a batch
+        costs one pass over the senders' recent sends rather than one pass per touch.
+        """
+        home = zone(self.settings.timezone)  # a mailbox's day runs on config.yaml's time zone
+        sender_today = now.astimezone(home).date()
+        minute_ago = now - timedelta(minutes=1)
+        counts: dict[str, list[int]] = {}
+        for sender_id, t in sends:
+            pair = counts.setdefault(sender_id, [0, 0])
+            if t is None or t.astimezone(home).date() == sender_today:
+                pair[0] += 1
+            if t is None or t > minute_ago:
+                pair[1] += 1
+        return counts
 
     def _skip(
         self,
@@ -342,17 +361,51 @@ class Dispatcher:
 
     def prepare(self, jobs: Sequence[Job], now: datetime) -> None:
         """Render every claimed touch; a job that cannot be rendered gets an error and is not sent."""
+        threads = self._threads(jobs)
+        for job in jobs:
+            self._render_or_fail(job, threads)
+
+    async def render_and_send(self, jobs: Sequence[Job]) -> None:
+        """Render and send the batch a slice at a time, rendering each slice while the one before goes out.
+
+        Rendering is CPU work; sending is mostly waiting for the server. Done one after the
+        other they cost render + send; overlapped, about the larger of the two. Each render
+        yields to the event loop, so the transports keep their conversations moving, and a
+        transport still gets one slice at a time, in order. As before, nothing is recorded
+        until the whole batch is sent.
+        """
+        threads = self._threads(jobs)
+        on_the_wire: asyncio.Future[None] | None = None
+        try:
+            for start in range(0, len(jobs), RENDER_SLICE):
+                part = jobs[start : start + RENDER_SLICE]
+                for job in part:
+                    self._render_or_fail(job, threads)
+                    await asyncio.sleep(0)
+                if on_the_wire is not None:
+                    await on_the_wire
+                on_the_wire = asyncio.ensure_future(self.send(part))
+            if on_the_wire is not None:
+                await on_the_wire
+        finally:  # a render that raised: let the slice in flight finish its conversations first
+            if on_the_wire is not None and not on_the_wire.done():
+                await asyncio.wait([on_the_wire])
+
+    def _threads(self, jobs: Sequence[Job]) -> dict[int, list[Any]]:
+        """Sent emails of the enrollments whose step replies in a thread, oldest first."""
         threads: dict[int, list[Any]] = {}
         needs_thread = [j.enrollment["id"] for j in jobs if j.step.channel == "email" and j.step.reply_to]
         if needs_thread:
             with self.app.engine.connect() as conn:
                 for m in queries.thread_messages(conn, needs_thread):
                     threads.setdefault(m["enrollment_id"], []).append(m)
-        for job in jobs:
-            try:
-                self._render(job, threads.get(job.enrollment["id"], []))
-            except RenderError as exc:
-                job.error = PermanentError(f"not sent: {exc}")
+        return threads
+
+    def _render_or_fail(self, job: Job, threads: dict[int, list[Any]]) -> None:
+        try:
+            self._render(job, threads.get(job.enrollment["id"], []))
+        except RenderError as exc:
+            job.error = PermanentError(f"not sent: {exc}")
 
     def _render(self, job: Job, sent_emails: list[Any]) -> None:
         step, lead, settings = job.step.variant(job.variant), job.lead, self.settings
@@ -435,27 +488,28 @@ class Dispatcher:
     def record(self, jobs: Sequence[Job], now: datetime, report: PassReport) -> None:
         engine_cfg = self.settings.engine
         with self.app.engine.begin() as conn:
+            logged = self._mark_sent(jobs, conn, now)
             for job in jobs:
                 step, row = job.step, job.enrollment
                 lead_id = row["lead_id"]
-                where = update(TouchT).where(TouchT.c.id == job.touch_id)
                 base = {"claimed_by": None, "lease_until": None, "subject": job.subject, "body": job.body}
                 detail = {"sequence": job.spec.id, "step": step.id, "channel": step.channel, "touch": job.touch_id}
                 if step.channel in TASK_CHANNELS and job.error is None:
-                    conn.execute(where.values(**base, status="task_open", sent_at=now, due_at=now))
+                    conn.execute(
+                        update(TouchT)
+                        .where(TouchT.c.id == job.touch_id)
+                        .values(**base, status="task_open", sent_at=now, due_at=now)
+                    )
                     add_history(conn, lead_id, now, "task_opened", {**detail, "owner": job.lead["owner"]})
                     report.tasks_opened += 1
                     continue  # the sequence waits for the task: logged, or expired by the sweep
-                if job.error is None:
-                    provider = job.receipt.provider_id if job.receipt else None
-                    values = {**base, "status": "sent", "sent_at": now, "error": None, "attempts": job.attempts + 1}
-                    if step.channel == "sms":
-                        values["provider_id"] = provider
-                    conn.execute(where.values(**values))
-                    add_history(conn, lead_id, now, "touch", {**detail, "status": "sent"})
+                if job.error is None:  # the touch itself is marked sent by _mark_sent, above
+                    if job.touch_id not in logged:
+                        add_history(conn, lead_id, now, "touch", {**detail, "status": "sent"})
                     advance(conn, self.app, row, job.planner, job.index, now, now)
                     report.sent[step.channel] += 1
                     continue
+                where = update(TouchT).where(TouchT.c.id == job.touch_id)
                 error = job.error
                 attempts = job.attempts + 1
                 if isinstance(error, UncertainError):
@@ -489,6 +543,49 @@ class Dispatcher:
                 state = conn.execute(select(EnrollmentT.c.state).where(EnrollmentT.c.id == row["id"])).scalar()
                 if state == "active":
                     advance(conn, self.app, row, job.planner, job.index, now, now)
+
+    def _mark_sent(self, batch: Sequence[Job], conn: Connection, now: datetime) -> set[int]:
+        """Mark the batch's sent touches sent, in one statement per channel (executemany), not one per touch.
+
+        Their "sent" history rows go in one statement too, for every lead with no other touch
+        in the batch: a lead's history then reads in the same order as if each touch were
+        recorded in turn. Returns the touches whose history row is written.
+        """
+        jobs = [j for j in batch if j.error is None and j.step.channel not in TASK_CHANNELS]
+        per_lead = Counter(j.enrollment["lead_id"] for j in batch)
+        alone = [j for j in jobs if per_lead[j.enrollment["lead_id"]] == 1]
+        if alone:
+            conn.execute(
+                insert(HistoryT),
+                [
+                    {
+                        "lead_id": j.enrollment["lead_id"], "at": now, "kind": "touch", "cause": None,
+                        "detail": {
+                            "sequence": j.spec.id, "step": j.step.id, "channel": j.step.channel,
+                            "touch": j.touch_id, "status": "sent",
+                        },
+                    }
+                    for j in alone
+                ],
+            )  # fmt: skip
+        for channel in sorted({j.step.channel for j in jobs}):
+            values: dict[str, Any] = {
+                "claimed_by": None, "lease_until": None, "subject": bindparam("sent_subject"),
+                "body": bindparam("sent_body"), "status": "sent", "sent_at": now, "error": None,
+                "attempts": bindparam("sent_attempts"),
+            }  # fmt: skip
+            if channel == "sms":
+                values["provider_id"] = bindparam("sent_provider")
+            rows = []
+            for j in jobs:
+                if j.step.channel == channel:
+                    row = {"sent_touch": j.touch_id, "sent_subject": j.subject, "sent_body": j.body}
+                    row["sent_attempts"] = j.attempts + 1
+                    if channel == "sms":
+                        row["sent_provider"] = j.receipt.provider_id if j.receipt else None
+                    rows.append(row)
+            conn.execute(update(TouchT).where(TouchT.c.id == bindparam("sent_touch")).values(**values), rows)
+        return {j.touch_id for j in alone}
 
     def _retry_at(self, job: Job, attempts: int, now: datetime) -> datetime:
         base = self.settings.engine.backoff_seconds * 2 ** (attempts - 1)

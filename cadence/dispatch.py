@@ -428,7 +428,8 @@ class Dispatcher:
             callback = f"{settings.public_url.rstrip('/')}/twilio/status" if settings.public_url else None
             job.outgoing = OutgoingSms(job.touch_id, lead["phone"], job.sender.phone or "", job.body, callback)
             return
-        in_reply_to, references, subject_source = None, (), step.subject
+        in_reply_to, subject_source = None, step.subject
+        references: tuple[str, ...] = ()
         if step.reply_to:
             root = job.spec.thread_root(step.reply_to)
             thread_ids = {s.id for s in job.spec.steps if s.channel == "email" and job.spec.thread_root(s.id) == root}

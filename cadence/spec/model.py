@@ -42,7 +42,6 @@ EventName = Literal[
 DEFAULT_EXIT_ON: list[EventName] = ["replied", "meeting_booked", "bounced", "unsubscribed"]
 
 
-
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

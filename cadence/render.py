@@ -111,7 +111,7 @@ class Renderer:
 
     def _render(self, env: SandboxedEnvironment, name: str | None, source: str | None, ctx: Mapping[str, Any]) -> str:
         try:
-            tmpl = env.get_template(name) if name is not None else env.from_string(source or "")
+            tmpl = env.get_template(name) if name is not None else self._compiled(env, source or "")
             return tmpl.render(**ctx).strip()
         except jinja2.UndefinedError as exc:
             where = name or "subject"
@@ -120,6 +120,14 @@ class Renderer:
             raise RenderError(f"{name or 'subject'}: {exc}") from exc
         except jinja2.sandbox.SecurityError as exc:  # pragma: no cover - defensive
             raise RenderError(f"{name or 'subject'}: unsafe template: {exc}") from exc
+
+    def _compiled(self, env: SandboxedEnvironment, source: str) -> jinja2.Template:
+        """A subject compiled once per renderer: a batch sends the same few subjects thousands of times."""
+        cache: dict[tuple[int, str], jinja2.Template] = self.__dict__.setdefault("_strings", {})
+        key = (id(env), source)
+        if key not in cache:
+            cache[key] = env.from_string(source)
+        return cache[key]
 
     def text(self, name: str, ctx: Mapping[str, Any]) -> str:
         return self._render(self.text_env, name, None, ctx)

@@ -193,7 +193,10 @@ class Dispatcher:
                     counts = sender_counts.setdefault(lead["owner"], [0, 0])  # in flight: counts today and this minute
                     counts[0] += 1
                     counts[1] += 1
-                    message_id = self._message_id(lead)
+                    # A resend keeps the Message-ID of the attempt that may have arrived, so the
+                    # receiving side can drop the duplicate if it did.
+                    earlier = retries.get(row["pending_touch_id"], (0, None))[1] if row["pending_touch_id"] else None
+                    message_id = earlier or self._message_id(lead)
                 variant = assign(spec.id, step, lead["id"])
                 touch = {
                     "status": "sending", "claimed_by": self.worker_id, "lease_until": lease_until,
@@ -205,7 +208,7 @@ class Dispatcher:
                 if row["pending_touch_id"] is not None:  # a retry: reuse its touch
                     conn.execute(update(TouchT).where(TouchT.c.id == row["pending_touch_id"]).values(**touch))
                     job.touch_id = row["pending_touch_id"]
-                    job.attempts = retries.get(job.touch_id, 0)
+                    job.attempts = retries.get(job.touch_id, (0, None))[0]
                 else:
                     inserts.append(
                         {

@@ -114,8 +114,10 @@ def thread_messages(conn: Connection, enrollment_ids: Iterable[int]) -> list[Any
     )
 
 
-def touch_attempts(conn: Connection, touch_ids: Iterable[int]) -> dict[int, int]:
+def touch_attempts(conn: Connection, touch_ids: Iterable[int]) -> dict[int, tuple[int, str | None]]:
+    """touch id -> (attempts so far, the Message-ID it was sent with, if any) for touches about to be resent."""
     ids = list(set(touch_ids))
     if not ids:
         return {}
-    return {tid: n for tid, n in conn.execute(select(TouchT.c.id, TouchT.c.attempts).where(TouchT.c.id.in_(ids)))}
+    rows = conn.execute(select(TouchT.c.id, TouchT.c.attempts, TouchT.c.message_id).where(TouchT.c.id.in_(ids)))
+    return {tid: (n, mid) for tid, n, mid in rows}

@@ -271,6 +271,9 @@ def test_lost_claim_becomes_unknown_and_only_retry_resends_it(app: App, project:
     _pass(app)
     (touch,) = _touches(app)
     assert touch["status"] == "sent" and len(_emails(project)) == 1
+    # the resend carries the Message-ID of the lost attempt, so a receiver that got both can drop one
+    assert touch["message_id"] == claimed[0].message_id is not None
+    assert f"Message-ID: {claimed[0].message_id}" in _emails(project)[0].read_text()
 
 
 def test_engine_down_past_the_window_replans_instead_of_sending_late(app: App, project: Path) -> None:

@@ -21,7 +21,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, type_coerce, update
+from sqlalchemy import Connection, bindparam, func, select, type_coerce, update
 from sqlalchemy.types import NullType
 
 from cadence.app import App
@@ -237,10 +237,8 @@ def _stem(path: str) -> str:
 
 
 def _live_count(conn: Connection, seq_id: str) -> int:
-    rows = conn.execute(
-        select(EnrollmentT.c.id).where(EnrollmentT.c.sequence_id == seq_id, EnrollmentT.c.state.in_(LIVE))
-    ).all()
-    return len(rows)
+    query = select(func.count()).where(EnrollmentT.c.sequence_id == seq_id, EnrollmentT.c.state.in_(LIVE))
+    return int(conn.execute(query).scalar_one())
 
 
 def _fill(

@@ -322,6 +322,33 @@ class SmtpSink:
         return f"250 OK queued as {number}"
 
 
+def point_project_at(project: Path, sink: SmtpSink, *, connections: int, **config: Any) -> None:
+    """Make a test project send its email over SMTP to `sink`, with caps raised so nothing defers.
+
+    `engine` (a mapping) updates config.yaml's `engine`; any other keyword replaces that key.
+    """
+    import yaml
+
+    path = project / "config.yaml"
+    settings = yaml.safe_load(path.read_text())
+    for sender in settings["senders"]:
+        sender.update(per_minute=100_000, daily_cap=100_000)
+    settings["limits"] = {"per_lead_daily": 10}
+    settings["engine"].update(config.pop("engine", {}))
+    settings.update(config)
+    settings["email"].update(
+        transport="smtp",
+        smtp={
+            "host": sink.host,
+            "port": sink.port,
+            "security": "none",
+            "connections": connections,
+            "timeout_seconds": 10,
+        },
+    )
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+
+
 @contextmanager
 def running_sink(**kwargs: Any) -> Iterator[SmtpSink]:
     """A started sink (keyword arguments as for `SmtpSink`), stopped on the way out."""

@@ -105,3 +105,12 @@ class SmsTransport(Protocol):
     async def send_batch(self, messages: Sequence[OutgoingSms]) -> list[Receipt]: ...
 
     async def aclose(self) -> None: ...
+
+
+def missing_secrets(channel: str, missing: Sequence[str], keys: str) -> str:
+    """The message for credentials a transport needs and the environment lacks (both transports say it alike)."""
+    verb = "is" if len(missing) == 1 else "are"
+    return (
+        f"{channel}, but {' and '.join(missing)} {verb} not set in the environment; "
+        f"set them, or name other variables in {keys}"
+    )

@@ -63,6 +63,7 @@ from cadence.channels.base import (
     SendError,
     TransientError,
     UncertainError,
+    missing_secrets,
 )
 from cadence.clock import Clock
 from cadence.config import Settings, SmtpSettings
@@ -448,11 +449,9 @@ def _credentials(settings: SmtpSettings, environ: Mapping[str, str]) -> tuple[st
     missing = [name for name, value in ((user_env, user), (password_env, password)) if not value]
     if missing:
         raise MissingSmtpCredentials(
-            "email goes through SMTP (email.transport: smtp), but "
-            + " and ".join(missing)
-            + (" is" if len(missing) == 1 else " are")
-            + " not set in the environment; set them, or name other variables in"
-            " email.smtp.username_env / password_env"
+            missing_secrets(
+                "email goes through SMTP (email.transport: smtp)", missing, "email.smtp.username_env / password_env"
+            )
         )
     return user, password
 

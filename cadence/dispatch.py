@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
@@ -49,7 +49,8 @@ from cadence.tokens import sign
 from cadence.variants import assign
 
 TASK_CHANNELS = ("call", "task")
-RENDER_SLICE = 32  # touches rendered while the slice before them is sent (see Dispatcher.render_and_send)
+RENDER_SLICE = 32  # touches rendered while the slices before them are sent (see Dispatcher.render_and_send)
+SLICES_IN_FLIGHT = 2  # slices handed to the transports at once
 
 
 @dataclass
@@ -166,9 +167,7 @@ class Dispatcher:
                     pairs.add(("call", lead["phone"]))  # do_not_call suppresses calls to the number
             blocked = queries.suppressed(conn, pairs)
             lead_times = _by_key(queries.recent_touches(conn, leads, now - timedelta(days=2)))
-            sender_counts = self._sender_counts(
-                queries.sender_sends(conn, {lead["owner"] for lead in leads.values()}, now - timedelta(days=2)), now
-            )
+            sender_counts = self._sender_counts(conn, {lead["owner"] for lead in leads.values() if lead["owner"]}, now)
             retries = queries.touch_attempts(conn, [r["pending_touch_id"] for r in rows if r["pending_touch_id"]])
             inserts: list[dict[str, Any]] = []
             for row in rows:
@@ -301,23 +300,18 @@ class Dispatcher:
                 return next_slot(today, now + timedelta(seconds=60))
         return None
 
-    def _sender_counts(self, sends: list[tuple[str, datetime | None]], now: datetime) -> dict[str, list[int]]:
-        """Per sender, [emails on the mailbox's day, emails in the last minute]; in flight (None) counts in both.
+    def _sender_counts(self, conn: Connection, senders: set[str], now: datetime) -> dict[str, list[int]]:
+        """Per sender, [emails on the mailbox's day, emails in the last minute], in flight counted in both.
 
         Counted once per claim, then kept up to date as the claim adds touches, so a batch
-        costs one pass over the senders' recent sends rather than one pass per touch.
+        costs one query over the senders' recent sends rather than one per touch. A mailbox's
+        day runs on config.yaml's time zone.
         """
-        home = zone(self.settings.timezone)  # a mailbox's day runs on config.yaml's time zone
-        sender_today = now.astimezone(home).date()
-        minute_ago = now - timedelta(minutes=1)
-        counts: dict[str, list[int]] = {}
-        for sender_id, t in sends:
-            pair = counts.setdefault(sender_id, [0, 0])
-            if t is None or t.astimezone(home).date() == sender_today:
-                pair[0] += 1
-            if t is None or t > minute_ago:
-                pair[1] += 1
-        return counts
+        home = zone(self.settings.timezone)
+        today = now.astimezone(home).date()
+        day_start = datetime.combine(today, time(0), tzinfo=home)
+        day_end = datetime.combine(today + timedelta(days=1), time(0), tzinfo=home)
+        return queries.sender_counts(conn, senders, day_start, day_end, now - timedelta(minutes=1))
 
     def _skip(
         self,
@@ -369,30 +363,32 @@ class Dispatcher:
             self._render_or_fail(job, threads)
 
     async def render_and_send(self, jobs: Sequence[Job]) -> None:
-        """Render and send the batch a slice at a time, rendering each slice while the one before goes out.
+        """Render and send the batch a slice at a time, rendering each slice while those before it go out.
 
         Rendering is CPU work; sending is mostly waiting for the server. Done one after the
         other they cost render + send; overlapped, about the larger of the two. Each render
-        yields to the event loop, so the transports keep their conversations moving, and a
-        transport still gets one slice at a time, in order. As before, nothing is recorded
-        until the whole batch is sent.
+        yields to the event loop, so the transports keep their conversations moving. Up to
+        SLICES_IN_FLIGHT slices are handed to the transports at once, so a connection that
+        finishes its part of one slice starts on the next instead of waiting for the
+        slowest conversation (transports take concurrent batches). As before, nothing is
+        recorded until the whole batch is sent.
         """
         threads = self._threads(jobs)
-        on_the_wire: asyncio.Future[None] | None = None
+        on_the_wire: deque[asyncio.Future[None]] = deque()
         try:
             for start in range(0, len(jobs), RENDER_SLICE):
                 part = jobs[start : start + RENDER_SLICE]
                 for job in part:
                     self._render_or_fail(job, threads)
                     await asyncio.sleep(0)
-                if on_the_wire is not None:
-                    await on_the_wire
-                on_the_wire = asyncio.ensure_future(self.send(part))
-            if on_the_wire is not None:
-                await on_the_wire
-        finally:  # a render that raised: let the slice in flight finish its conversations first
-            if on_the_wire is not None and not on_the_wire.done():
-                await asyncio.wait([on_the_wire])
+                while len(on_the_wire) >= SLICES_IN_FLIGHT:
+                    await on_the_wire.popleft()
+                on_the_wire.append(asyncio.ensure_future(self.send(part)))
+            while on_the_wire:
+                await on_the_wire.popleft()
+        finally:  # a render or a send that raised: let the slices in flight finish their conversations first
+            if on_the_wire:
+                await asyncio.wait(on_the_wire)
 
     def _threads(self, jobs: Sequence[Job]) -> dict[int, list[Any]]:
         """Sent emails of the enrollments whose step replies in a thread, oldest first."""

@@ -5,9 +5,9 @@ A template that needs a field the lead lacks (and has no `| default(...)`) raise
 same reason. Email bodies are Markdown: the plain-text part is the rendered
 Markdown itself, the HTML part is rendered a second time with autoescape on (so a
 lead's company name cannot inject markup) and then converted as GitHub Flavored
-Markdown (tables, strikethrough; bare URLs stay text) by cmark-gfm (C, about 20 times faster than Python-Markdown, which was half
-the engine's CPU per email; its tag filter also neutralises <script>, <iframe> and the
-like should a template author write them).
+Markdown (tables, strikethrough; bare URLs stay text) by cmark-gfm. It is C, about
+20 times faster than Python-Markdown, which was half the engine's CPU per email; its
+tag filter also neutralises <script>, <iframe> and the like in a template.
 """
 
 from __future__ import annotations
@@ -66,10 +66,18 @@ def clean_context(values: Mapping[str, Any]) -> dict[str, Any]:
     """Drop None and blank values so that strict rendering treats them as missing."""
     out: dict[str, Any] = {}
     for key, value in values.items():
-        if value is None or (isinstance(value, str) and not value.strip()):
-            continue
-        out[key] = clean_context(value) if isinstance(value, Mapping) else value
+        kind = type(value)  # exact types first: an ABC isinstance per value cost more than the rest
+        if kind is str:
+            if value.strip():
+                out[key] = value
+        elif kind is dict or (value is not None and kind not in _SCALARS and isinstance(value, Mapping)):
+            out[key] = clean_context(value)
+        elif value is not None and not (isinstance(value, str) and not value.strip()):
+            out[key] = value
     return out
+
+
+_SCALARS = frozenset({int, float, bool, list, tuple})
 
 
 class Renderer:

@@ -96,12 +96,18 @@ class Receipt:
 
 
 class EmailTransport(Protocol):
+    """Sends emails. The dispatcher may have several `send_batch` calls running at once
+    (one slice of a batch goes out while the next is rendered), so a transport shares its
+    connections between them and never mixes up their receipts."""
+
     async def send_batch(self, messages: Sequence[OutgoingEmail]) -> list[Receipt]: ...
 
     async def aclose(self) -> None: ...
 
 
 class SmsTransport(Protocol):
+    """Sends SMS; like EmailTransport, it takes concurrent `send_batch` calls."""
+
     async def send_batch(self, messages: Sequence[OutgoingSms]) -> list[Receipt]: ...
 
     async def aclose(self) -> None: ...

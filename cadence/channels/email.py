@@ -475,34 +475,56 @@ class SmtpEmailTransport:
         self._protocols: list[SMTPProtocol] = []
         self._local_hostname: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._batch_lock: asyncio.Lock | None = None
+        self._free: asyncio.Queue[int] | None = None
 
-    def _lock_for_this_loop(self) -> asyncio.Lock:
+    def _free_slots(self) -> asyncio.Queue[int]:
+        """The connection slots no batch is using, for the event loop that first asked."""
         loop = asyncio.get_running_loop()
-        if self._loop is None or self._batch_lock is None:
-            self._loop, self._batch_lock = loop, asyncio.Lock()
+        if self._loop is None or self._free is None:
+            self._loop, self._free = loop, asyncio.Queue()
+            for slot in range(len(self._slots)):
+                self._free.put_nowait(slot)
         elif self._loop is not loop:
             raise RuntimeError("SmtpEmailTransport is bound to the event loop that first used it; make one per loop")
-        return self._batch_lock
+        return self._free
 
     async def send_batch(self, messages: Sequence[OutgoingEmail]) -> list[Receipt]:
+        """Send over the free connections; batches sent at once share them, a connection at a time.
+
+        Each worker takes one connection slot and keeps it until the batch has nothing left
+        to hand out, so a second batch picks up each connection the moment the first lets it
+        go: no connection waits for the slowest conversation of the batch before it.
+        """
         if not messages:
             return []
-        async with self._lock_for_this_loop():
-            receipts: list[Receipt | None] = [None] * len(messages)
-            pending = deque(enumerate(messages))
-            unreachable: list[TransientError] = []
-            workers = min(len(self._slots), len(messages))
-            await asyncio.gather(*(self._work(slot, pending, receipts, unreachable) for slot in range(workers)))
-            for index, message in pending:  # every worker retired: the server cannot be reached
-                reason = unreachable[-1]
-                error = TransientError(f"not attempted: {reason}", reason.code)
-                receipts[index] = Receipt(message.touch_id, error=error)
+        free = self._free_slots()
+        receipts: list[Receipt | None] = [None] * len(messages)
+        pending = deque(enumerate(messages))
+        unreachable: list[TransientError] = []
+        workers = min(len(self._slots), len(messages))
+        await asyncio.gather(*(self._work(free, pending, receipts, unreachable) for _ in range(workers)))
+        for index, message in pending:  # every worker retired: the server cannot be reached
+            reason = unreachable[-1]
+            error = TransientError(f"not attempted: {reason}", reason.code)
+            receipts[index] = Receipt(message.touch_id, error=error)
         done = [r for r in receipts if r is not None]
         assert len(done) == len(messages), "every message gets a receipt"
         return done
 
     async def _work(
+        self,
+        free: asyncio.Queue[int],
+        pending: deque[tuple[int, OutgoingEmail]],
+        receipts: list[Receipt | None],
+        unreachable: list[TransientError],
+    ) -> None:
+        slot = await free.get()
+        try:
+            await self._work_on(slot, pending, receipts, unreachable)
+        finally:
+            free.put_nowait(slot)
+
+    async def _work_on(
         self,
         slot: int,
         pending: deque[tuple[int, OutgoingEmail]],
@@ -624,7 +646,7 @@ class SmtpEmailTransport:
         """
         open_ = [smtp for smtp in self._slots if smtp is not None]
         self._slots = [None] * len(self._slots)
-        self._loop, self._batch_lock = None, None
+        self._loop, self._free = None, None
         await asyncio.gather(*(self._quit(smtp) for smtp in open_))
         protocols, self._protocols = self._protocols, []
         if not await _all_closed(protocols, _CLOSE_GRACE_SECONDS):

@@ -125,12 +125,19 @@ class OutboxSmsTransport:
 
     A batch is written and fsynced at once, so a crash never leaves a touch recorded
     as sent without its line. If the file cannot be written, every message in the
-    batch gets a TransientError and the dispatcher tries again later.
+    batch gets a TransientError and the dispatcher tries again later. Batches sent at
+    once are appended one after the other, in the order they were handed over.
     """
 
     def __init__(self, path: Path, clock: Clock):
         self.path = path
         self.clock = clock
+        self._turns: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+    def _turn(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        self._turns = {k: v for k, v in self._turns.items() if not k.is_closed()}
+        return self._turns.setdefault(loop, asyncio.Lock())
 
     async def send_batch(self, messages: Sequence[OutgoingSms]) -> list[Receipt]:
         if not messages:
@@ -154,7 +161,8 @@ class OutboxSmsTransport:
             for m, sid in zip(messages, sids, strict=True)
         ]
         try:
-            await asyncio.to_thread(self._append, "".join(lines))
+            async with self._turn():  # asyncio.Lock is first come, first served: lines keep the batches' order
+                await asyncio.to_thread(self._append, "".join(lines))
         except OSError as exc:
             error = TransientError(f"cannot write the SMS outbox {self.path}: {exc}")
             return [Receipt(m.touch_id, error=error) for m in messages]

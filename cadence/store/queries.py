@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, and_, case, func, or_, select
 
 from cadence.store.tables import Enrollment, Lead, Suppression, Touch
 
@@ -84,20 +84,36 @@ def _recent(since: datetime) -> Any:
     )
 
 
-def sender_sends(conn: Connection, senders: Iterable[str], since: datetime) -> list[tuple[str, datetime | None]]:
-    """(sender, sent time or None while in flight) of emails since `since`."""
+def sender_counts(
+    conn: Connection, senders: Iterable[str], day_start: datetime, day_end: datetime, minute_ago: datetime
+) -> dict[str, list[int]]:
+    """Per sender, [emails on the mailbox's day, emails in the last minute], counted by the database.
+
+    In flight (`sending`) counts in both; `unknown` is dated by when it was due, since it may
+    have gone out. Two counts a sender rather than a row per email: with caps raised, a
+    sender's day holds many thousands of sends and every claim would read them all.
+    """
     ids = list(set(senders))
     if not ids:
-        return []
+        return {}
+    sent_at = case((TouchT.c.status == "unknown", TouchT.c.due_at), else_=TouchT.c.sent_at)
+    in_flight = TouchT.c.status == "sending"
+    today = and_(sent_at >= day_start, sent_at < day_end)
     rows = conn.execute(
-        select(TouchT.c.sender, TouchT.c.sent_at, TouchT.c.status, TouchT.c.due_at).where(
+        select(
+            TouchT.c.sender,
+            func.sum(case((or_(in_flight, today), 1), else_=0)),
+            func.sum(case((or_(in_flight, sent_at > minute_ago), 1), else_=0)),
+        )
+        .where(
             TouchT.c.sender.in_(ids),
             TouchT.c.channel == "email",
             TouchT.c.status.in_(("sending", "sent", "unknown")),
-            _recent(since),
+            or_(in_flight, sent_at >= min(day_start, minute_ago)),
         )
+        .group_by(TouchT.c.sender)
     )
-    return [(s, due if status == "unknown" else sent) for s, sent, status, due in rows]
+    return {sender: [int(on_day or 0), int(last_minute or 0)] for sender, on_day, last_minute in rows}
 
 
 def thread_messages(conn: Connection, enrollment_ids: Iterable[int]) -> list[Any]:

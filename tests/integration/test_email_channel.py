@@ -164,6 +164,27 @@ def test_connections_are_reused_across_messages_and_batches(smtp_sink: SmtpSink)
     smtp_sink.wait_until(lambda: smtp_sink.open_connections == 0, what="QUIT to close every connection")
 
 
+def test_batches_sent_at_once_share_the_connections_and_keep_their_receipts(smtp_sink: SmtpSink) -> None:
+    # The dispatcher hands a slice to the transport while the slice before it is still going out.
+    smtp_sink.slow_down(0.002)  # so the three batches really are on the wire together
+    batches = [[mail(i) for i in range(start, start + 15)] for start in (1, 16, 31)]
+    transport = smtp(plain_settings(smtp_sink, connections=3))
+
+    async def scenario() -> list[list[Receipt]]:
+        try:
+            return list(await asyncio.gather(*(transport.send_batch(b) for b in batches)))
+        finally:
+            await transport.aclose()
+
+    receipts = asyncio.run(scenario())
+    for batch, got in zip(batches, receipts, strict=True):
+        assert [r.touch_id for r in got] == [m.touch_id for m in batch]  # each batch gets its own receipts
+        assert all(r.ok and r.provider_id == m.message_id for r, m in zip(got, batch, strict=True))
+    assert delivered(smtp_sink) == Counter(f"<t{i}.5f2c@acme.example>" for i in range(1, 46))  # each once
+    assert smtp_sink.connections == 3  # never more than configured, none opened twice
+    smtp_sink.wait_until(lambda: smtp_sink.open_connections == 0, what="QUIT to close every connection")
+
+
 # -- what goes wrong ----------------------------------------------------------------------
 
 

@@ -206,6 +206,23 @@ def test_outbox_appends_one_json_line_per_message(tmp_path: Path) -> None:
     assert lines[1]["body"] == "Héllo ✓"
 
 
+def test_outbox_batches_handed_over_at_once_are_appended_whole_and_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "outbox" / "sms.jsonl"
+    transport = OutboxSmsTransport(path, FixedClock(NOW))
+    batches = [[sms(b * 100 + i) for i in range(50)] for b in range(1, 7)]
+
+    async def scenario() -> list[list[Receipt]]:
+        try:
+            return list(await asyncio.gather(*(transport.send_batch(b) for b in batches)))
+        finally:
+            await transport.aclose()
+
+    receipts = asyncio.run(scenario())
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [line["touch_id"] for line in lines] == [m.touch_id for b in batches for m in b]
+    assert [line["sid"] for line in lines] == [r.provider_id for batch in receipts for r in batch]
+
+
 def test_outbox_that_cannot_be_written_is_transient(tmp_path: Path) -> None:
     blocker = tmp_path / "outbox"
     blocker.write_text("a file where the folder should be")

@@ -154,6 +154,7 @@ class Dispatcher:
         lease_until = now + timedelta(seconds=settings.engine.lease_seconds)
         jobs: list[Job] = []
         with self.app.engine.begin() as conn:
+            queries.take_claim_turn(conn)  # so the caps below count every claim made before this one
             rows = queries.lock_due(conn, now, settings.engine.batch_size)
             if not rows:
                 return []

@@ -1,9 +1,15 @@
 """The hot queries, each written once.
 
-`claim_due` is the single place where concurrency is decided: it locks due
+`lock_due` is the single place where concurrency is decided: it locks due
 enrollments (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several `cadence run`
 processes can share one database; on SQLite the IMMEDIATE transaction serializes
 claimers). Nothing else turns due work into a `sending` touch.
+
+Caps need more than row locks: two workers claiming at once each count the touches
+the other has committed, not the ones it is claiming, and together overshoot a
+mailbox's daily cap or a lead's. So on PostgreSQL a claim first takes its turn
+(`take_claim_turn`, a transaction advisory lock): claims run one at a time, sending
+does not, and each claim counts everything claimed before it.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, or_, select
+from sqlalchemy import Connection, and_, case, func, or_, select, text
 
 from cadence.store.tables import Enrollment, Lead, Suppression, Touch
 
@@ -21,6 +27,13 @@ LeadT: Any = Lead.__table__  # type: ignore[attr-defined]
 TouchT: Any = Touch.__table__  # type: ignore[attr-defined]
 SuppressionT: Any = Suppression.__table__  # type: ignore[attr-defined]
 COUNTED = ("sending", "sent", "task_open", "done", "unknown")
+CLAIM_TURN = 0x0CADE1A1  # the advisory lock claims take turns on (store/db.py and web/intake.py use others)
+
+
+def take_claim_turn(conn: Connection) -> None:
+    """Wait for any other worker's claim to commit (PostgreSQL; SQLite's IMMEDIATE transaction already does)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": CLAIM_TURN})
 
 
 def lock_due(conn: Connection, now: datetime, limit: int) -> list[Any]:

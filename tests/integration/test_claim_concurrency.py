@@ -40,11 +40,11 @@ ONE_EMAIL = (
 )
 
 
-def _prepare(project: Path, db_url: str) -> set[int]:
-    """N due enrollments; caps raised so none is deferred, small batches so workers contend."""
+def _prepare(project: Path, db_url: str, daily_cap: int = 100_000) -> set[int]:
+    """N due enrollments; caps raised so none is deferred (unless told), small batches so workers contend."""
     config = yaml.safe_load((project / "config.yaml").read_text())
     for sender in config["senders"]:
-        sender.update(per_minute=100_000, daily_cap=100_000)
+        sender.update(per_minute=100_000, daily_cap=daily_cap)
     config["limits"] = {"per_lead_daily": 10}
     config["engine"]["batch_size"] = 10
     (project / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -102,8 +102,8 @@ def _race(project: Path, db_url: str, workers: int, pause: float = 0.0) -> tuple
                 jobs = dispatcher.claim(app.clock.now(), report)
                 with lock:
                     total.merge(report)
-                if not jobs:
-                    break
+                if report.claimed == report.deferred == report.skipped == 0:
+                    break  # nothing due is left
                 claimed[worker_id].extend(job.enrollment["id"] for job in jobs)
                 time.sleep(pause)
         except BaseException as exc:  # handed to the test thread, which re-raises it
@@ -171,3 +171,20 @@ def test_concurrent_workers_claim_each_enrollment_once_on_sqlite(project: Path, 
     claimed, report = _race(project, sqlite_url, workers=2, pause=0.005)
     assert report.claimed == N and report.skipped == report.deferred == 0
     _assert_claimed_exactly_once(sqlite_url, project, due, claimed)
+
+
+@pytest.mark.postgres
+def test_concurrent_claims_never_overshoot_a_mailboxs_daily_cap_together(project: Path, pg_url: str) -> None:
+    """Claims take turns on PostgreSQL, so each counts what the others claimed, committed or not yet sent."""
+    cap = 30  # per mailbox: 60 of the 300 may go today
+    _prepare(project, pg_url, daily_cap=cap)
+    claimed, report = _race(project, pg_url, workers=4)
+    assert report.claimed == 2 * cap and report.deferred == N - 2 * cap
+    app = make_app(project, pg_url, CLAIM_AT)
+    try:
+        with app.engine.connect() as conn:
+            per_sender = dict(conn.execute(select(TouchT.c.sender, func.count()).group_by(TouchT.c.sender)).all())
+    finally:
+        app.close()
+    assert per_sender == {"alice": cap, "bob": cap}
+    assert sum(1 for ids in claimed.values() if ids) >= 2  # the workers really shared the claims

@@ -14,10 +14,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import create_engine, select
 
 from cadence.enroll import enroll
@@ -136,3 +138,61 @@ def test_four_worker_processes_send_each_due_email_exactly_once(
     assert all(r["dispatch"]["deferred"] == r["dispatch"]["skipped"] == r["dispatch"]["failed"] == 0 for r in reports)
     assert all(sent), sent  # all four took part
     print(f"{WORKERS} workers sent {sent} in {elapsed:.1f}s over {smtp_sink.connections} SMTP connections")
+
+
+CAPPED = 400  # due emails, half alice's, half bob's
+CAP = 50  # each mailbox's daily cap: 100 may go today, 300 wait for tomorrow
+
+
+def test_four_workers_together_keep_each_mailboxs_daily_cap(project: Path, pg_url: str, smtp_sink: SmtpSink) -> None:
+    """Each claim counts what the claims before it took, so four workers never overshoot a cap together.
+
+    End to end, as a deployment runs it. Processes start a little apart, so this does not
+    force claims to collide; test_claim_concurrency's cap race does (and fails without the turn).
+    """
+    point_project_at(project, smtp_sink, connections=2, engine={"batch_size": 10}, rules=[])
+    config_path = project / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    for sender in config["senders"]:
+        sender["daily_cap"] = CAP
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    (project / "sequences" / "fan-out.yaml").write_text(ONE_EMAIL)
+    app = make_app(project, pg_url, ENROLL_AT)
+    try:
+        local = {"company": "Fan", "timezone": "America/New_York", "country": "US"}
+        rows: list[tuple[int, dict[str, str | None]]] = [
+            (i + 2, {"id": f"C{i:04d}", "email": f"capped{i}@fan.example", "first_name": f"Lead{i}",
+                     "owner": ("alice", "bob")[i % 2], **local})
+            for i in range(CAPPED)
+        ]  # fmt: skip
+        assert import_leads(app.engine, rows, app.settings, app.clock.now()).imported == CAPPED
+        assert len(enroll(app, "fan-out", [f"C{i:04d}" for i in range(CAPPED)]).enrolled) == CAPPED
+    finally:
+        app.close()
+
+    procs = [_worker(project, pg_url) for _ in range(WORKERS)]
+    reports: list[dict[str, Any]] = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err
+            reports.append(json.loads(out))
+    finally:
+        _stop_all(procs)
+
+    senders = Counter(m.mail_from for m in smtp_sink.received)
+    assert senders == Counter({"alice@acme.example": CAP, "bob@acme.example": CAP})
+    assert len(set(smtp_sink.message_ids)) == 2 * CAP
+    assert sum(r["dispatch"]["sent"].get("email", 0) for r in reports) == 2 * CAP
+    engine = create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            statuses = Counter(conn.execute(select(TouchT.c.status)).scalars())
+            waiting = (
+                conn.execute(select(EnrollmentT.c.next_due_at).where(EnrollmentT.c.state == "active")).scalars().all()
+            )
+    finally:
+        engine.dispose()
+    assert statuses == Counter({"sent": 2 * CAP})
+    tomorrow = datetime.fromisoformat("2026-12-01T09:00:00-05:00")
+    assert len(waiting) == CAPPED - 2 * CAP and all(due is not None and due >= tomorrow for due in waiting)

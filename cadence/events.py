@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from cadence.rules import Situation, Then, cool_off, decide
 from cadence.store.queries import EnrollmentT, LeadT, SuppressionT, TouchT
@@ -39,10 +39,38 @@ LIVE = ("active", "paused")
 DEFAULT_OUT_OF_OFFICE = timedelta(days=14)
 
 
+# The statements written once per finished touch, built once: constructing and coercing
+# them per call (`.values(...)`) cost more than running them.
+_ADD_HISTORY = HistoryT.insert()
+_ADD_RECYCLE = RecycleT.insert()
+_LEAD = select(LeadT).where(LeadT.c.id == bindparam("event_lead"))
+_FINISH = (
+    update(EnrollmentT)
+    .where(EnrollmentT.c.id == bindparam("finished_id"))
+    .values(
+        state="finished",
+        outcome=bindparam("finished_outcome"),
+        finished_at=bindparam("finished_at"),
+        next_due_at=None,
+        pending_touch_id=None,
+    )
+)
+_CANCEL_OPEN = (
+    update(TouchT)
+    .where(TouchT.c.enrollment_id == bindparam("finished_id"), TouchT.c.status.in_(("scheduled", "task_open")))
+    .values(status="cancelled", error=bindparam("cancelled_why"))
+)
+_SET_STAGE = (
+    update(LeadT)
+    .where(LeadT.c.id == bindparam("staged_lead"))
+    .values(stage=bindparam("staged_stage"), updated_at=bindparam("staged_at"))
+)
+
+
 def add_history(
     conn: Connection, lead_id: str, now: datetime, kind: str, detail: dict[str, Any], cause: str | None = None
 ) -> None:
-    conn.execute(HistoryT.insert().values(lead_id=lead_id, at=now, kind=kind, detail=detail, cause=cause))
+    conn.execute(_ADD_HISTORY, {"lead_id": lead_id, "at": now, "kind": kind, "detail": detail, "cause": cause})
 
 
 def suppress(conn: Connection, channel: str, address: str, reason: str, lead_id: str, now: datetime) -> None:
@@ -61,21 +89,13 @@ def finish_enrollment(
     conn: Connection, enrollment_id: int, lead_id: str, outcome: str, now: datetime, cause: str
 ) -> None:
     """End an enrollment: nothing more is due, open tasks and pending retries are cancelled."""
-    conn.execute(
-        update(EnrollmentT)
-        .where(EnrollmentT.c.id == enrollment_id)
-        .values(state="finished", outcome=outcome, finished_at=now, next_due_at=None, pending_touch_id=None)
-    )
-    conn.execute(
-        update(TouchT)
-        .where(TouchT.c.enrollment_id == enrollment_id, TouchT.c.status.in_(("scheduled", "task_open")))
-        .values(status="cancelled", error=f"enrollment finished: {outcome}")
-    )
+    conn.execute(_FINISH, {"finished_id": enrollment_id, "finished_outcome": outcome, "finished_at": now})
+    conn.execute(_CANCEL_OPEN, {"finished_id": enrollment_id, "cancelled_why": f"enrollment finished: {outcome}"})
     add_history(conn, lead_id, now, "finished", {"enrollment": enrollment_id, "outcome": outcome}, cause)
 
 
 def set_stage(conn: Connection, lead_id: str, stage: str, now: datetime) -> None:
-    conn.execute(update(LeadT).where(LeadT.c.id == lead_id).values(stage=stage, updated_at=now))
+    conn.execute(_SET_STAGE, {"staged_lead": lead_id, "staged_stage": stage, "staged_at": now})
 
 
 def _safety(conn: Connection, lead: Any, event: str, now: datetime) -> list[str]:
@@ -111,7 +131,7 @@ def on_event(
     """Record `event` for a lead and act on it; returns what was done, in words."""
     info = {k: v for k, v in {**(detail or {}), "until": until.isoformat() if until else None}.items() if v is not None}
     add_history(conn, lead_id, now, "event", {"event": event, **info}, cause)
-    lead = conn.execute(select(LeadT).where(LeadT.c.id == lead_id)).first()
+    lead = conn.execute(_LEAD, {"event_lead": lead_id}).first()
     if lead is None:
         return []
     done = _safety(conn, lead, event, now)
@@ -251,14 +271,15 @@ def _recycle(
         finish_enrollment(conn, enrollment["id"], lead_id, "recycled", now, cause)
     due = now + cool_off(then)
     conn.execute(
-        RecycleT.insert().values(
-            lead_id=lead_id,
-            sequence_id=target,
-            due_at=due,
-            cause=cause,
-            from_enrollment_id=enrollment["id"] if enrollment is not None else None,
-            created_at=now,
-        )
+        _ADD_RECYCLE,
+        {
+            "lead_id": lead_id,
+            "sequence_id": target,
+            "due_at": due,
+            "cause": cause,
+            "from_enrollment_id": enrollment["id"] if enrollment is not None else None,
+            "created_at": now,
+        },
     )
     kind = app.catalog.get(target).spec.kind
     set_stage(conn, lead_id, "nurture" if kind == "nurture" else "recycled", now)

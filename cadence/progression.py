@@ -42,18 +42,32 @@ def advance(
         )  # fmt: skip
         return None
     due = planner.due_after(index, happened_at, lead_id)
-    conn.execute(
-        update(EnrollmentT)
-        .where(EnrollmentT.c.id == enrollment["id"])
-        .values(
-            next_index=index + 1,
-            next_step=steps[index + 1].id,
-            next_due_at=due,
-            pending_touch_id=None,
-            last_touch_at=happened_at,
-        )
-    )
+    conn.execute(_MOVE, _move(enrollment, planner, index, due, happened_at))
     return due
+
+
+# Moving an enrollment to its next step, built once and shared by `advance` and `advance_many`.
+_MOVE = (
+    update(EnrollmentT)
+    .where(EnrollmentT.c.id == bindparam("moved_id"))
+    .values(
+        next_index=bindparam("moved_index"),
+        next_step=bindparam("moved_step"),
+        next_due_at=bindparam("moved_due"),
+        pending_touch_id=None,
+        last_touch_at=bindparam("moved_at"),
+    )
+)
+
+
+def _move(enrollment: Any, planner: Planner, index: int, due: datetime | None, at: datetime) -> dict[str, Any]:
+    return {
+        "moved_id": enrollment["id"],
+        "moved_index": index + 1,
+        "moved_step": planner.sequence.steps[index + 1].id,
+        "moved_due": due,
+        "moved_at": at,
+    }
 
 
 def advance_many(
@@ -73,31 +87,13 @@ def advance_many(
     """
     rows: list[dict[str, Any]] = []
     for enrollment, planner, index in moves:
-        steps = planner.sequence.steps
-        if index + 1 >= len(steps):
+        if index + 1 >= len(planner.sequence.steps):
             advance(conn, app, enrollment, planner, index, happened_at, now)
-            continue
-        rows.append(
-            {
-                "moved_id": enrollment["id"],
-                "moved_index": index + 1,
-                "moved_step": steps[index + 1].id,
-                "moved_due": planner.due_after(index, happened_at, enrollment["lead_id"]),
-            }
-        )
+        else:
+            due = planner.due_after(index, happened_at, enrollment["lead_id"])
+            rows.append(_move(enrollment, planner, index, due, happened_at))
     if rows:
-        conn.execute(
-            update(EnrollmentT)
-            .where(EnrollmentT.c.id == bindparam("moved_id"))
-            .values(
-                next_index=bindparam("moved_index"),
-                next_step=bindparam("moved_step"),
-                next_due_at=bindparam("moved_due"),
-                pending_touch_id=None,
-                last_touch_at=happened_at,
-            ),
-            rows,
-        )
+        conn.execute(_MOVE, rows)
 
 
 def defer(conn: Connection, enrollment_id: int, due: datetime) -> None:

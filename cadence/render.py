@@ -66,18 +66,20 @@ def clean_context(values: Mapping[str, Any]) -> dict[str, Any]:
     """Drop None and blank values so that strict rendering treats them as missing."""
     out: dict[str, Any] = {}
     for key, value in values.items():
+        if value is None:
+            continue
         kind = type(value)  # exact types first: an ABC isinstance per value cost more than the rest
-        if kind is str:
+        if kind is str or (kind not in _PLAIN and isinstance(value, str)):
             if value.strip():
                 out[key] = value
-        elif kind is dict or (value is not None and kind not in _SCALARS and isinstance(value, Mapping)):
+        elif kind is dict or (kind not in _PLAIN and isinstance(value, Mapping)):
             out[key] = clean_context(value)
-        elif value is not None and not (isinstance(value, str) and not value.strip()):
+        else:
             out[key] = value
     return out
 
 
-_SCALARS = frozenset({int, float, bool, list, tuple})
+_PLAIN = frozenset({int, float, bool, list, tuple})  # never a str or a Mapping
 
 
 class Renderer:

@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m cadence.demo demo
+	$(BIN)/python -m cadence.cli.demo demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

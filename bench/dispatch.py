@@ -58,9 +58,9 @@ from sqlalchemy import func, select
 
 from cadence.app import App
 from cadence.clock import FixedClock, parse_instant
-from cadence.enroll import enroll
-from cadence.leads import import_leads, read_rows
-from cadence.service import run_once
+from cadence.engine.runner import run_once
+from cadence.enrollment.enroll import enroll
+from cadence.enrollment.lead_import import import_leads, read_rows
 from cadence.store.queries import TouchT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,8 +241,8 @@ def engine_pass(project: Path, seeded: Path, workdir: Path, channel: str, count:
 def sample_email(project: Path, seeded: Path, workdir: Path) -> bytes:
     """The wire bytes of one message exactly as the engine builds it, to size the raw messages."""
     from cadence.channels.base import OutgoingEmail
-    from cadence.channels.email import build_message, wire_bytes
-    from cadence.dispatch import Dispatcher, PassReport
+    from cadence.channels.email.mime import build_message, wire_bytes
+    from cadence.engine.dispatcher import Dispatcher, PassReport
 
     db = workdir / "sample.db"
     shutil.copy(seeded, db)

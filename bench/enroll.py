@@ -39,8 +39,8 @@ from typing import Any
 
 from cadence.app import App
 from cadence.clock import FixedClock, parse_instant
-from cadence.enroll import enroll
-from cadence.leads import import_leads, read_rows
+from cadence.enrollment.enroll import enroll
+from cadence.enrollment.lead_import import import_leads, read_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 

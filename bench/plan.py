@@ -28,9 +28,9 @@ from sqlalchemy import case, func, select, update
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.enroll import COMPANIES, NOW, PLACES, SEQUENCE, load_app, make_project
-from cadence.enroll import LeadT, _insert_many, enroll
-from cadence.events import HistoryT
-from cadence.publishing import apply, make_plan
+from cadence.enrollment.enroll import LeadT, _insert_many, enroll
+from cadence.manage.edits import apply, make_plan
+from cadence.outcomes.events import HistoryT
 from cadence.store.queries import EnrollmentT
 
 

@@ -14,16 +14,17 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine
 
-from cadence import planner as planning
 from cadence.clock import Clock
 from cadence.config import Settings, load_settings, quiet_window
-from cadence.render import Renderer
+from cadence.plan import planner as planning
+from cadence.plan.render import Renderer
+from cadence.plan.timing import Window
+from cadence.plan.tokens import SECRET_ENV
 from cadence.spec.load import Catalog, load_catalog
 from cadence.spec.model import Sequence
+from cadence.spec.templates import TemplateFolder
 from cadence.store.db import open_engine
-from cadence.timing import Window
-from cadence.tokens import SECRET_ENV
-from cadence.versions import SpecCache
+from cadence.store.versions import SpecCache
 
 
 @dataclass
@@ -69,8 +70,12 @@ class App:
         return renderers[version_id]
 
     @cached_property
+    def templates(self) -> TemplateFolder:
+        return TemplateFolder(self.settings.templates_dir)
+
+    @cached_property
     def catalog(self) -> Catalog:
-        return load_catalog(self.settings.sequences_dir, self.renderer, base=self.settings.root)
+        return load_catalog(self.settings.sequences_dir, self.templates, base=self.settings.root)
 
     @cached_property
     def defaults(self) -> planning.ScheduleDefaults:

@@ -18,8 +18,8 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cadence import timing
-from cadence.rules import Rule, _as_set
+from cadence.spec import values
+from cadence.spec.rules import Rule, as_set
 from cadence.spec.source import Diagnostic, Located, SpecError, read_yaml, validate_model
 
 
@@ -36,13 +36,13 @@ class DefaultSchedule(Strict):
     @field_validator("window")
     @classmethod
     def _window(cls, v: str) -> str:
-        timing.Window.parse(v)
+        values.Window.parse(v)
         return v
 
     @field_validator("days")
     @classmethod
     def _days(cls, v: list[str]) -> list[str]:
-        timing.parse_weekdays(v)
+        values.parse_weekdays(v)
         return v
 
     @field_validator("holidays")
@@ -50,7 +50,7 @@ class DefaultSchedule(Strict):
     def _holidays(cls, v: str) -> str:
         if v.lower() in ("lead", "none"):
             return v.lower()
-        timing.holiday_calendar(v)
+        values.holiday_calendar(v)
         return v.upper()
 
     @field_validator("spread", mode="before")
@@ -63,7 +63,7 @@ class DefaultSchedule(Strict):
     @classmethod
     def _spread(cls, v: str) -> str:
         if str(v).strip() not in ("0", "none"):
-            timing.parse_duration(v)
+            values.parse_duration(v)
         return v
 
 
@@ -192,13 +192,13 @@ class Settings(Strict):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        timing.zone(v)
+        values.zone(v)
         return v
 
     @field_validator("country")
     @classmethod
     def _country(cls, v: str) -> str:
-        timing.holiday_calendar(v)
+        values.holiday_calendar(v)
         return v.upper()
 
     def sender(self, sender_id: str) -> Sender:
@@ -232,17 +232,17 @@ class Settings(Strict):
         return url
 
 
-def quiet_window(text: str) -> timing.Window:
+def quiet_window(text: str) -> values.Window:
     """Quiet hours wrap midnight ("21:00-08:00"); SMS may go out only in the complement."""
     start, _, end = text.partition("-")
     try:
-        s, e = timing.parse_time_of_day(start), timing.parse_time_of_day(end)
+        s, e = values.parse_time_of_day(start), values.parse_time_of_day(end)
     except ValueError as exc:
         raise ValueError(f'quiet_hours must look like "21:00-08:00", not {text!r}') from exc
     s_min, e_min = s.hour * 60 + s.minute, e.hour * 60 + e.minute
     if s_min <= e_min:
         raise ValueError("quiet_hours must span midnight, e.g. 21:00-08:00")
-    return timing.Window(e_min, s_min)
+    return values.Window(e_min, s_min)
 
 
 def check_settings(path: Path) -> tuple[Settings | None, list[Diagnostic]]:
@@ -289,12 +289,12 @@ def check_references(path: Path, settings: Settings, sequence_ids: set[str]) -> 
     out: list[Diagnostic] = []
     known = ", ".join(sorted(settings.dispositions)) or "none"
     for i, rule in enumerate(settings.rules):
-        for code in sorted(_as_set(rule.when.disposition) or ()):
+        for code in sorted(as_set(rule.when.disposition) or ()):
             if code not in settings.dispositions:
                 out.append(
                     doc.diag(("rules", i, "when", "disposition"), f"unknown disposition {code!r}; known: {known}")
                 )
-        named = [("when", "sequence", s) for s in sorted(_as_set(rule.when.sequence) or ())]
+        named = [("when", "sequence", s) for s in sorted(as_set(rule.when.sequence) or ())]
         named += [("then", key, getattr(rule.then, key)) for key in ("recycle", "enroll") if getattr(rule.then, key)]
         for part, key, sequence_id in named:
             if sequence_id not in sequence_ids:

@@ -12,11 +12,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from cadence.chart import draw_funnel
 from cadence.cli.context import state
 from cadence.cli.output import console, fail, print_json
-from cadence.forecast import forecast
-from cadence.report import EVENT_KEYS, TOUCH_KEYS, build_report, since_instant
+from cadence.manage.chart import draw_funnel
+from cadence.manage.forecast import forecast
+from cadence.manage.report import EVENT_KEYS, TOUCH_KEYS, build_report, since_instant
 
 WIDE = 160  # piped output is not cut to 80 columns: a report is read whole
 SEQUENCE_KEYS = ("enrolled", "active", "paused", "qualified", "disqualified", "recycled", "contacted")
@@ -37,7 +37,7 @@ def report(
     try:
         start = since_instant(since, app.settings.timezone) if since else None
         if chart_file is not None:
-            from cadence.chart import chart_format
+            from cadence.manage.chart import chart_format
 
             chart_format(chart_file)
         data = build_report(app, sequence_id=sequence_id, since=start).as_json()

@@ -11,11 +11,11 @@ from sqlalchemy import select
 from cadence.app import App
 from cadence.cli.context import state
 from cadence.cli.output import console, errors, fail, print_json
-from cadence.publishing import ApplyError, apply, pending_changes
-from cadence.service import run_forever, run_once
+from cadence.engine.runner import run_forever, run_once
+from cadence.engine.sweep import RetryError, retry
+from cadence.enrollment.task_queue import task_queue
+from cadence.manage.edits import ApplyError, apply, pending_changes
 from cadence.store.queries import TouchT
-from cadence.sweep import RetryError, retry
-from cadence.tasks import task_queue
 
 STATUSES = ("scheduled", "sending", "sent", "task_open", "done", "skipped", "failed", "expired", "unknown", "cancelled")
 

@@ -12,9 +12,9 @@ from sqlalchemy import select
 from cadence.cli.context import state
 from cadence.cli.output import console, fail, print_json
 from cadence.clock import parse_instant
-from cadence.enroll import EnrollmentT, enroll
-from cadence.preview import Hypothetical, preview
-from cadence.status import LeadT, UnknownLead, lead_status
+from cadence.enrollment.enroll import EnrollmentT, enroll
+from cadence.enrollment.preview import Hypothetical, preview
+from cadence.enrollment.status import LeadT, UnknownLead, lead_status
 
 
 def enroll_cmd(

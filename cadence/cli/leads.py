@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cadence.cli.context import state
 from cadence.cli.output import console, fail, print_json
-from cadence.leads import LeadError, count_rows, import_leads, read_rows
+from cadence.enrollment.lead_import import LeadError, count_rows, import_leads, read_rows
 
 leads_app = typer.Typer(help="Lead management", no_args_is_help=True)
 PROGRESS_FROM_ROWS = 2000

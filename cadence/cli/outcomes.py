@@ -12,12 +12,12 @@ from cadence.app import App
 from cadence.cli.context import state
 from cadence.cli.output import console, fail, print_json
 from cadence.clock import parse_instant
-from cadence.dispositions import DispositionError, log_disposition
-from cadence.events import record_event
-from cadence.history import lead_history
-from cadence.pausing import LeadNotFound, pause_lead, resume_lead
+from cadence.outcomes.dispositions import DispositionError, log_disposition
+from cadence.outcomes.events import record_event
+from cadence.outcomes.history import lead_history
+from cadence.outcomes.pauses import LeadNotFound, pause_lead, resume_lead
+from cadence.plan.timing import zone
 from cadence.store.queries import LeadT
-from cadence.timing import zone
 
 
 def _until(app: App, lead_id: str, text: str | None) -> datetime | None:

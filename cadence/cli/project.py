@@ -10,9 +10,9 @@ import typer
 from cadence.cli.context import state
 from cadence.cli.output import console, errors, fail, print_json
 from cadence.config import check_references, check_settings
-from cadence.render import Renderer
 from cadence.spec.load import load_catalog
 from cadence.spec.source import Diagnostic
+from cadence.spec.templates import TemplateFolder
 
 STARTER = Path(__file__).resolve().parents[2]
 STARTER_FILES = ("config.yaml", "sequences", "templates", "examples/leads.csv")
@@ -41,8 +41,7 @@ def validate(
     settings, diags = check_settings(path)
     sequences = 0
     if settings is not None:
-        renderer = Renderer(settings.templates_dir)
-        catalog = load_catalog(settings.sequences_dir, renderer, base=Path.cwd())
+        catalog = load_catalog(settings.sequences_dir, TemplateFolder(settings.templates_dir), base=Path.cwd())
         diags = diags + catalog.diagnostics + check_references(path, settings, set(catalog.sequences))
         sequences = len(catalog.sequences)
     has_errors = any(d.is_error for d in diags)

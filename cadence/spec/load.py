@@ -13,10 +13,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cadence.render import Renderer, sms_segments
 from cadence.spec.model import Sequence
 from cadence.spec.source import Diagnostic, Located, read_yaml, validate_model
-from cadence.timing import Window, parse_time_of_day
+from cadence.spec.templates import TemplateFolder, sms_segments
+from cadence.spec.values import Window, parse_time_of_day
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Catalog:
             raise KeyError(f"unknown sequence {sequence_id!r}{hint}; known: {known}") from None
 
 
-def _cross_checks(seq: Sequence, doc: Located, renderer: Renderer) -> list[Diagnostic]:
+def _cross_checks(seq: Sequence, doc: Located, templates: TemplateFolder) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     seen: dict[str, int] = {}
     previous_day = 0
@@ -95,16 +95,16 @@ def _cross_checks(seq: Sequence, doc: Located, renderer: Renderer) -> list[Diagn
                     )
                 )
         if step.template is not None:
-            out.extend(_template_checks(step.channel, step.template, (*loc, "template"), doc, renderer))
+            out.extend(_template_checks(step.channel, step.template, (*loc, "template"), doc, templates))
         for key in ("subject", "title"):
             source = getattr(step, key)
-            if source is not None and (err := renderer.string_syntax_error(source)):
+            if source is not None and (err := templates.string_syntax_error(source)):
                 out.append(doc.diag((*loc, key), f"{key}: Jinja2 syntax error: {err}"))
-        out.extend(_variant_checks(step, loc, doc, renderer))
+        out.extend(_variant_checks(step, loc, doc, templates))
     return out
 
 
-def _variant_checks(step, loc, doc: Located, renderer: Renderer) -> list[Diagnostic]:  # type: ignore[no-untyped-def]
+def _variant_checks(step, loc, doc: Located, templates: TemplateFolder) -> list[Diagnostic]:  # type: ignore[no-untyped-def]
     out: list[Diagnostic] = []
     seen: set[str] = set()
     for j, variant in enumerate(step.variants or ()):
@@ -113,12 +113,12 @@ def _variant_checks(step, loc, doc: Located, renderer: Renderer) -> list[Diagnos
             out.append(doc.diag((*vloc, "id"), f"duplicate variant id {variant.id!r} in step {step.id!r}"))
         seen.add(variant.id)
         if variant.template is not None:
-            out.extend(_template_checks(step.channel, variant.template, (*vloc, "template"), doc, renderer))
+            out.extend(_template_checks(step.channel, variant.template, (*vloc, "template"), doc, templates))
         if variant.subject is not None and step.channel != "email":
             out.append(doc.diag((*vloc, "subject"), "subject only applies to email steps"))
         for key in ("subject", "title"):
             source = getattr(variant, key)
-            if source is not None and (err := renderer.string_syntax_error(source)):
+            if source is not None and (err := templates.string_syntax_error(source)):
                 out.append(doc.diag((*vloc, key), f"{key}: Jinja2 syntax error: {err}"))
     return out
 
@@ -137,16 +137,16 @@ def _step_fields(step, loc, doc: Located) -> list[Diagnostic]:  # type: ignore[n
     return out
 
 
-def _template_checks(channel: str, name: str, loc: tuple, doc: Located, renderer: Renderer) -> list[Diagnostic]:  # type: ignore[type-arg]
-    if not renderer.exists(name):
-        return [doc.diag(loc, f"template {name!r} not found under {renderer.templates_dir}")]
-    template_path = str(renderer.templates_dir / name)
-    if err := renderer.syntax_error(name):
+def _template_checks(channel: str, name: str, loc: tuple, doc: Located, templates: TemplateFolder) -> list[Diagnostic]:  # type: ignore[type-arg]
+    if not templates.exists(name):
+        return [doc.diag(loc, f"template {name!r} not found under {templates.templates_dir}")]
+    template_path = str(templates.templates_dir / name)
+    if err := templates.syntax_error(name):
         line, message = err
         return [Diagnostic(template_path, line, 1, f"Jinja2 syntax error: {message}")]
     if channel == "sms":
         try:
-            sample = renderer.sample(name)
+            sample = templates.sample(name)
         except Exception as exc:  # a template can fail in many ways with sample values
             return [doc.diag(loc, f"template {name!r} cannot be rendered with sample values: {exc}", "warning")]
         segments, encoding = sms_segments(sample)
@@ -168,7 +168,7 @@ def content_hash(spec: Sequence, template_hashes: dict[str, str]) -> str:
 
 
 def load_sequence(
-    path: Path, renderer: Renderer, shown_as: str | None = None
+    path: Path, templates: TemplateFolder, shown_as: str | None = None
 ) -> tuple[LoadedSequence | None, list[Diagnostic]]:
     doc, diags = read_yaml(path, shown_as)
     if doc is None:
@@ -179,25 +179,25 @@ def load_sequence(
     diags += errors
     if spec is None:
         return None, diags
-    diags += _cross_checks(spec, doc, renderer)
+    diags += _cross_checks(spec, doc, templates)
     if spec.id != path.stem:
         diags.append(doc.diag(("id",), f"id {spec.id!r} differs from the file name {path.stem!r}", "warning"))
     if any(d.is_error for d in diags):
         return None, diags
-    templates = sorted({name for s in spec.steps for name in s.templates})
-    sources = {t: (renderer.templates_dir / t).read_bytes() for t in templates}
+    names = sorted({name for s in spec.steps for name in s.templates})
+    sources = {t: (templates.templates_dir / t).read_bytes() for t in names}
     hashes = {t: hashlib.sha256(raw).hexdigest() for t, raw in sources.items()}
     texts = {t: raw.decode("utf-8") for t, raw in sources.items()}
     return LoadedSequence(spec, doc.path, content_hash(spec, hashes), hashes, texts), diags
 
 
-def load_catalog(sequences_dir: Path, renderer: Renderer, base: Path | None = None) -> Catalog:
+def load_catalog(sequences_dir: Path, templates: TemplateFolder, base: Path | None = None) -> Catalog:
     sequences: dict[str, LoadedSequence] = {}
     diagnostics: list[Diagnostic] = []
     files = sorted([*sequences_dir.glob("*.yaml"), *sequences_dir.glob("*.yml")])
     for path in files:
         shown = str(path.relative_to(base)) if base and path.is_relative_to(base) else str(path)
-        loaded, diags = load_sequence(path, renderer, shown)
+        loaded, diags = load_sequence(path, templates, shown)
         diagnostics += diags
         if loaded is None:
             continue

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cadence import timing
+from cadence.spec import values
 
 Channel = Literal["email", "sms", "call", "task"]
 CHANNELS: tuple[str, ...] = ("email", "sms", "call", "task")
@@ -62,14 +62,14 @@ class Schedule(Strict):
     @classmethod
     def _window(cls, v: str | None) -> str | None:
         if v is not None:
-            timing.Window.parse(v)
+            values.Window.parse(v)
         return v
 
     @field_validator("days")
     @classmethod
     def _days(cls, v: list[str] | None) -> list[str] | None:
         if v is not None:
-            timing.parse_weekdays(v)
+            values.parse_weekdays(v)
         return v
 
     @field_validator("holidays")
@@ -77,7 +77,7 @@ class Schedule(Strict):
     def _holidays(cls, v: str | None) -> str | None:
         if v is None or v.lower() in ("lead", "none"):
             return None if v is None else v.lower()
-        timing.holiday_calendar(v)
+        values.holiday_calendar(v)
         return v.upper()
 
     @field_validator("spread", mode="before")
@@ -90,7 +90,7 @@ class Schedule(Strict):
     @classmethod
     def _spread(cls, v: str | None) -> str | None:
         if v is not None and str(v).strip() not in ("0", "none"):
-            timing.parse_duration(v)
+            values.parse_duration(v)
         return v
 
 
@@ -122,7 +122,7 @@ class Step(Strict):
     @classmethod
     def _at(cls, v: str | None) -> str | None:
         if v is not None:
-            timing.parse_time_of_day(v)
+            values.parse_time_of_day(v)
         return v
 
     def variant(self, variant_id: str | None) -> Step:

@@ -8,7 +8,7 @@
     POST /leads           inbound leads (bearer)             cadence.web.api
 
 Handlers only check the caller and translate; the work is done by domain functions
-(`cadence.consent`, `cadence.events`, `cadence.web.intake`), each in one transaction,
+(`cadence.outcomes.consent`, `cadence.outcomes.events`, `cadence.enrollment.inbound`), each in one transaction,
 run in the thread pool because the store is synchronous.
 """
 

@@ -21,10 +21,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from cadence.clock import parse_instant
-from cadence.events import OUTSIDE_EVENTS, record_event
+from cadence.enrollment.inbound import IntakeError, find_lead, take_lead
+from cadence.outcomes.events import OUTSIDE_EVENTS, record_event
 from cadence.web.auth import bearer_ok
 from cadence.web.context import context
-from cadence.web.intake import IntakeError, find_lead, take_lead
 
 
 class Refused(Exception):

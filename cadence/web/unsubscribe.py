@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from cadence.consent import unsubscribe
-from cadence.tokens import verify
+from cadence.outcomes.unsubscribes import unsubscribe
+from cadence.plan.tokens import verify
 from cadence.web.context import context
 
 HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}

@@ -1,7 +1,7 @@
 """Twilio's webhooks: inbound SMS (POST /twilio/sms) and delivery reports (POST /twilio/status).
 
 Both check `X-Twilio-Signature` first: a forged or unsigned request gets 403 and
-records nothing. What a message or a report means is `cadence.consent`'s business.
+records nothing. What a message or a report means is `cadence.outcomes.consent`'s business.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from twilio.twiml.messaging_response import MessagingResponse
 
-from cadence.consent import receive_sms, record_delivery
+from cadence.outcomes.delivery_reports import record_delivery
+from cadence.outcomes.sms_replies import receive_sms
 from cadence.web.auth import twilio_form
 from cadence.web.context import context
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from cadence import demo
+from cadence.cli import demo
 from tests.conftest import Cli
 from tests.e2e.cli_flow import as_json, status
 

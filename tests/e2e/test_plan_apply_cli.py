@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cadence.plan.variants import assign
 from cadence.spec.model import Step
-from cadence.variants import assign
 from tests.conftest import Cli
 
 MON = "2026-11-30T08:00:00-05:00"

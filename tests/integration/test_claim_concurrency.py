@@ -22,9 +22,9 @@ from sqlalchemy import func, select
 
 from cadence.app import App
 from cadence.clock import parse_instant
-from cadence.dispatch import Dispatcher, PassReport
-from cadence.enroll import enroll
-from cadence.leads import import_leads
+from cadence.engine.dispatcher import Dispatcher, PassReport
+from cadence.enrollment.enroll import enroll
+from cadence.enrollment.lead_import import import_leads
 from cadence.store.tables import Enrollment, Touch
 from tests.conftest import make_app
 

@@ -22,8 +22,8 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, select
 
-from cadence.enroll import enroll
-from cadence.leads import import_leads
+from cadence.enrollment.enroll import enroll
+from cadence.enrollment.lead_import import import_leads
 from cadence.store.queries import EnrollmentT, TouchT
 from tests.conftest import make_app
 from tests.smtp_sink import SmtpSink, point_project_at

@@ -12,13 +12,13 @@ from sqlalchemy import select, update
 
 from cadence.app import App
 from cadence.clock import FixedClock, parse_instant
-from cadence.enroll import enroll
-from cadence.events import on_event
-from cadence.leads import import_leads
-from cadence.service import run_once
-from cadence.status import lead_status
+from cadence.engine.runner import run_once
+from cadence.engine.sweep import retry, sweep
+from cadence.enrollment.enroll import enroll
+from cadence.enrollment.lead_import import import_leads
+from cadence.enrollment.status import lead_status
+from cadence.outcomes.events import on_event
 from cadence.store.queries import EnrollmentT, LeadT, TouchT
-from cadence.sweep import retry, sweep
 from tests.conftest import make_app
 
 MONDAY_0800 = "2026-11-30T08:00:00-05:00"  # New York; no holiday that week
@@ -254,7 +254,7 @@ def test_lost_claim_becomes_unknown_and_only_retry_resends_it(app: App, project:
     )
     enroll(app, "one", ["L1"])
     _at(app, "2026-11-30T10:00:00-05:00")
-    from cadence.dispatch import Dispatcher, PassReport
+    from cadence.engine.dispatcher import Dispatcher, PassReport
 
     claimed = Dispatcher(app, None, None, "dead-worker").claim(app.clock.now(), PassReport())  # type: ignore[arg-type]
     assert len(claimed) == 1  # ... and the worker dies before sending or recording
@@ -330,7 +330,7 @@ def test_an_unknown_email_counts_towards_the_mailbox_daily_cap(project: Path, db
         _add(app, _lead(), _lead(id="L2", email="sam@contoso.example", phone="+12125550102", first_name="Sam"))
         enroll(app, "one", ["L1"])
         _at(app, "2026-11-30T10:00:00-05:00")
-        from cadence.dispatch import Dispatcher, PassReport
+        from cadence.engine.dispatcher import Dispatcher, PassReport
 
         claimed = Dispatcher(app, None, None, "dead-worker").claim(app.clock.now(), PassReport())  # type: ignore[arg-type]
         assert [j.enrollment["lead_id"] for j in claimed] == ["L1"]  # the worker dies mid-send

@@ -24,13 +24,10 @@ from cadence.channels.base import (
     TransientError,
     UncertainError,
 )
-from cadence.channels.email import (
-    MissingSmtpCredentials,
-    OutboxEmailTransport,
-    SmtpEmailTransport,
-    build_message,
-    make_email_transport,
-)
+from cadence.channels.email import make_email_transport
+from cadence.channels.email.mime import build_message
+from cadence.channels.email.outbox import OutboxEmailTransport
+from cadence.channels.email.smtp import MissingSmtpCredentials, SmtpEmailTransport
 from cadence.clock import FixedClock
 from cadence.config import EmailSettings, Settings, SmtpSettings
 from tests.smtp_sink import SmtpSink, TlsFiles, running_sink

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from cadence.app import App
-from cadence.leads import ImportReport, LeadTable, import_leads, read_rows
+from cadence.enrollment.lead_import import ImportReport, LeadTable, import_leads, read_rows
 from tests.conftest import Cli, make_app
 
 NOW = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)

@@ -18,14 +18,14 @@ import pytest
 from sqlalchemy import select
 
 from cadence.app import App
-from cadence.dispatch import Dispatcher, PassReport
-from cadence.enroll import enroll
-from cadence.events import HistoryT
-from cadence.leads import import_leads
-from cadence.publishing import ApplyError, apply, make_plan
-from cadence.service import run_once
+from cadence.engine.dispatcher import Dispatcher, PassReport
+from cadence.engine.runner import run_once
+from cadence.enrollment.enroll import enroll
+from cadence.enrollment.lead_import import import_leads
+from cadence.manage.edits import ApplyError, apply, make_plan
+from cadence.outcomes.events import HistoryT
 from cadence.store.queries import EnrollmentT, TouchT
-from cadence.versions import VersionTable
+from cadence.store.versions import VersionTable
 from tests.conftest import make_app
 
 V1 = """id: edit-me
@@ -353,7 +353,7 @@ def _open_call(edited: Path, db_url: str) -> int:
 
 
 def test_an_open_task_keeps_its_step_and_the_sequence_goes_on_by_the_new_days(edited: Path, db_url: str) -> None:
-    from cadence.dispositions import log_disposition
+    from cadence.outcomes.dispositions import log_disposition
 
     task_id = _open_call(edited, db_url)
     (edited / "sequences" / "calls.yaml").write_text(

@@ -6,11 +6,11 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-from cadence.enroll import enroll
-from cadence.history import lead_history
-from cadence.leads import import_leads
-from cadence.service import run_once
-from cadence.status import lead_status
+from cadence.engine.runner import run_once
+from cadence.enrollment.enroll import enroll
+from cadence.enrollment.lead_import import import_leads
+from cadence.enrollment.status import lead_status
+from cadence.outcomes.history import lead_history
 from tests.conftest import make_app
 
 ONE_EMAIL = (

@@ -17,9 +17,9 @@ from sqlalchemy import select
 
 from cadence.app import App
 from cadence.clock import FixedClock, parse_instant
-from cadence.enroll import enroll
-from cadence.leads import import_leads
-from cadence.service import run_once
+from cadence.engine.runner import run_once
+from cadence.enrollment.enroll import enroll
+from cadence.enrollment.lead_import import import_leads
 from cadence.store.queries import EnrollmentT, TouchT
 from tests.conftest import make_app
 from tests.smtp_sink import SmtpSink, point_project_at

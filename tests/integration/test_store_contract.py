@@ -20,8 +20,8 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from cadence.app import App
-from cadence.enroll import enroll
-from cadence.leads import import_leads
+from cadence.enrollment.enroll import enroll
+from cadence.enrollment.lead_import import import_leads
 from cadence.store.tables import Enrollment, History, Lead, SequenceVersion
 from tests.conftest import make_app
 

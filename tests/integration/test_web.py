@@ -21,13 +21,13 @@ from twilio.request_validator import RequestValidator
 
 from cadence.app import App
 from cadence.clock import FixedClock, parse_instant
-from cadence.enroll import enroll
-from cadence.events import HistoryT
-from cadence.leads import import_leads
-from cadence.service import run_once
-from cadence.status import lead_status
+from cadence.engine.runner import run_once
+from cadence.enrollment.enroll import enroll
+from cadence.enrollment.lead_import import import_leads
+from cadence.enrollment.status import lead_status
+from cadence.outcomes.events import HistoryT
+from cadence.plan.tokens import sign
 from cadence.store.queries import EnrollmentT, LeadT, SuppressionT, TouchT
-from cadence.tokens import sign
 from cadence.web import create_app
 from tests.http_server import Switchboard, serving
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cadence.channels.base import OutgoingEmail
-from cadence.channels.email import build_message, wire_bytes
+from cadence.channels.email.mime import build_message, wire_bytes
 
 NOW = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
 

@@ -14,10 +14,10 @@ import pytest
 
 from cadence.clock import parse_instant
 from cadence.config import quiet_window
-from cadence.forecast import Forecast, forecast, leaves_on
-from cadence.planner import Planner, ScheduleDefaults, calendar_for
-from cadence.rules import Rule
+from cadence.manage.forecast import Forecast, forecast, leaves_on
+from cadence.plan.planner import Planner, ScheduleDefaults, calendar_for
 from cadence.spec.model import Sequence
+from cadence.spec.rules import Rule
 
 WED_0800 = parse_instant("2026-11-25T08:00:00-05:00")
 SENDERS = ["alice", "bob"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cadence.migration import Position, position, step_changes
+from cadence.plan.positions import Position, position, step_changes
 from cadence.spec.model import Sequence
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cadence.render import Renderer, RenderError, clean_context, markdown_to_html
+from cadence.plan.render import Renderer, RenderError, clean_context, markdown_to_html
 
 TEMPLATE = """Hi {{ lead.first_name }},
 

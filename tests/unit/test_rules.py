@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from cadence.rules import Rule, Situation, decide
+from cadence.plan.rules import Situation, decide
+from cadence.spec.rules import Rule
 
 ISSUE_RULES = [
     {"when": {"disposition": ["connected_interested", "meeting_booked"]}, "then": {"finish": "qualified"}},

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cadence.channels.base import PermanentError, TransientError
-from cadence.channels.sms import error_for, is_help, is_opt_in, is_opt_out
+from cadence.channels.sms import error_for
+from cadence.plan.sms_keywords import is_help, is_opt_in, is_opt_out
 
 OPT_OUT = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"]
 OPT_IN = ["START", "YES", "UNSTOP"]

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from cadence import planner
 from cadence.app import App
 from cadence.clock import FixedClock
 from cadence.config import Settings, quiet_window
-from cadence.render import Renderer
+from cadence.plan import planner
+from cadence.plan.timing import Window, local_to_utc, zone
 from cadence.spec.load import load_sequence
 from cadence.spec.model import Sequence
-from cadence.timing import Window, local_to_utc, zone
+from cadence.spec.templates import TemplateFolder
 
 ROOT = Path(__file__).resolve().parents[2]
 NY = "America/New_York"
@@ -402,7 +402,7 @@ def test_nothing_is_due_after_the_last_step() -> None:
 
 
 def test_outbound_saas_timeline_across_thanksgiving() -> None:
-    loaded, diags = load_sequence(ROOT / "sequences" / "outbound-saas.yaml", Renderer(ROOT / "templates"))
+    loaded, diags = load_sequence(ROOT / "sequences" / "outbound-saas.yaml", TemplateFolder(ROOT / "templates"))
     assert loaded is not None, diags
     calendar = planner.calendar_for(NO_SPREAD, loaded.spec.schedule, NY, "US")
     p = planner.Planner(loaded.spec, calendar, SMS_HOURS)

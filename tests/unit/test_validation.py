@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from cadence.cli.app import app
 from cadence.config import check_settings
-from cadence.render import Renderer
 from cadence.spec.load import load_catalog, load_sequence
+from cadence.spec.templates import TemplateFolder
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = {
@@ -41,7 +41,7 @@ def workspace(tmp_path: Path) -> Path:
 def diagnose(workspace: Path, text: str) -> list[str]:
     path = workspace / "sequences" / "s.yaml"
     path.write_text(dedent(text).lstrip())
-    _, diags = load_sequence(path, Renderer(workspace / "templates"), "sequences/s.yaml")
+    _, diags = load_sequence(path, TemplateFolder(workspace / "templates"), "sequences/s.yaml")
     return [str(d) for d in diags]
 
 
@@ -387,7 +387,7 @@ def test_sms_longer_than_one_segment_is_a_warning_not_an_error(workspace: Path) 
             """
         )
     )
-    loaded, diags = load_sequence(path, Renderer(workspace / "templates"), "sequences/s.yaml")
+    loaded, diags = load_sequence(path, TemplateFolder(workspace / "templates"), "sequences/s.yaml")
     assert [str(d) for d in diags] == [
         "sequences/s.yaml:7:5: warning: SMS text is about 190 characters (GSM-7, fields counted as 10):"
         " it will split into 2 segments"
@@ -401,7 +401,7 @@ def test_sequence_with_errors_is_left_out_of_the_catalog(workspace: Path) -> Non
         "id: good\nname: Good\nsteps:\n  - {id: li-1, day: 1, channel: task, title: Connect}\n"
     )
     (workspace / "sequences" / "bad.yaml").write_text("id: bad\nname: Bad\nsteps:\n  - {id: x, day: 1, channel: fax}\n")
-    catalog = load_catalog(workspace / "sequences", Renderer(workspace / "templates"), base=workspace)
+    catalog = load_catalog(workspace / "sequences", TemplateFolder(workspace / "templates"), base=workspace)
     assert sorted(catalog.sequences) == ["good"]
     assert [str(d) for d in catalog.errors] == [
         "sequences/bad.yaml:4:21: channel: Input should be 'email', 'sms', 'call' or 'task'"
@@ -415,7 +415,7 @@ def test_two_files_with_the_same_sequence_id_are_refused(workspace: Path) -> Non
         (workspace / "sequences" / name).write_text(
             "id: same\nname: Same\nsteps:\n  - {id: li-1, day: 1, channel: task, title: Connect}\n"
         )
-    catalog = load_catalog(workspace / "sequences", Renderer(workspace / "templates"), base=workspace)
+    catalog = load_catalog(workspace / "sequences", TemplateFolder(workspace / "templates"), base=workspace)
     assert [str(d) for d in catalog.errors] == [
         "sequences/b.yaml:1:1: sequence id 'same' is already used by sequences/a.yaml"
     ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from cadence.plan.variants import assign
 from cadence.spec.model import Step
-from cadence.variants import assign
 
 STEP = Step.model_validate(
     {

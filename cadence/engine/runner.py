@@ -1,0 +1,113 @@
+"""`cadence run`: the engine's metronome.
+
+APScheduler 3 (AsyncIOScheduler, UTC) only keeps time: the database is the source
+of truth, so any number of `cadence run` processes can share it. The drain job has
+no misfire grace limit (a late drain still runs), coalesces, and never overlaps
+itself. On SIGTERM/SIGINT the batch in hand is finished and recorded, then the
+process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+from cadence.app import App
+from cadence.engine.dispatcher import Dispatcher, PassReport
+from cadence.engine.sweep import SweepReport, sweep
+
+SWEEP_SECONDS = 60
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass
+class RunReport:
+    dispatch: PassReport = field(default_factory=PassReport)
+    sweep: SweepReport = field(default_factory=SweepReport)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"dispatch": self.dispatch.as_json(), "sweep": self.sweep.as_json()}
+
+
+def _absorb(total: SweepReport, part: SweepReport) -> None:
+    total.unknown += part.unknown
+    total.resent += part.resent
+    total.expired += part.expired
+    total.resumed += part.resumed
+    total.recycled += part.recycled
+
+
+async def _with_transports(app: App) -> tuple[Dispatcher, AsyncExitStack]:
+    from cadence.channels.email import make_email_transport
+    from cadence.channels.sms import make_sms_transport
+
+    stack = AsyncExitStack()
+    email = make_email_transport(app.settings, app.clock)
+    stack.push_async_callback(email.aclose)
+    sms = make_sms_transport(app.settings, app.clock)
+    stack.push_async_callback(sms.aclose)
+    return Dispatcher(app, email, sms, worker_id()), stack
+
+
+async def run_once(app: App) -> RunReport:
+    """One full pass at the clock's now: sweep, then drain everything due."""
+    report = RunReport()
+    dispatcher, stack = await _with_transports(app)
+    async with stack:
+        _absorb(report.sweep, sweep(app, app.clock.now()))
+        report.dispatch = await dispatcher.drain()
+    return report
+
+
+async def run_forever(app: App, *, on_pass: Any = None) -> RunReport:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    report = RunReport()
+    stop = asyncio.Event()
+    busy = asyncio.Lock()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    dispatcher, stack = await _with_transports(app)
+
+    async def drain() -> None:
+        if stop.is_set():
+            return
+        async with busy:
+            part = await dispatcher.drain(stop=stop)
+            report.dispatch.merge(part)
+            if on_pass:
+                on_pass(part)
+
+    async def housekeeping() -> None:
+        async with busy:
+            _absorb(report.sweep, sweep(app, app.clock.now()))
+
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    now = app.clock.now()
+    common: dict[str, Any] = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
+    scheduler.add_job(housekeeping, "interval", seconds=SWEEP_SECONDS, next_run_time=now, id="sweep", **common)
+    scheduler.add_job(
+        drain, "interval", seconds=app.settings.engine.interval_seconds, next_run_time=now, id="drain", **common
+    )
+    async with stack:
+        scheduler.start()
+        try:
+            await stop.wait()
+        finally:
+            scheduler.shutdown(wait=False)
+            async with busy:  # the batch in hand finishes and is recorded before we leave
+                pass
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+    return report

@@ -1,0 +1,104 @@
+"""The exact timeline of a sequence for one lead, before anything is sent (read-only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from cadence.app import App
+from cadence.enrollment.status import LeadT, UnknownLead
+from cadence.plan.render import RenderError
+from cadence.plan.template_context import template_context
+from cadence.plan.variants import assign
+
+
+@dataclass(frozen=True)
+class Hypothetical:
+    timezone: str | None
+    country: str | None
+
+
+def preview(
+    app: App,
+    sequence_id: str,
+    *,
+    lead_id: str | None = None,
+    hypothetical: Hypothetical | None = None,
+    start: datetime | None = None,
+    render: bool = False,
+) -> dict[str, Any]:
+    loaded = app.catalog.get(sequence_id)
+    spec = loaded.spec
+    lead: Any = None
+    if lead_id is not None:
+        with app.engine.connect() as conn:
+            lead = conn.execute(select(LeadT).where(LeadT.c.id == lead_id)).mappings().first()
+        if lead is None:
+            raise UnknownLead(lead_id)
+        tz, country, key = lead["timezone"], lead["country"], lead_id
+    else:
+        h = hypothetical or Hypothetical(None, None)
+        tz, country, key = h.timezone, h.country, "preview"
+    planner = app.planner(spec, tz, country)
+    begin = start or app.clock.now()
+    sender = None
+    if lead is not None and lead["owner"]:
+        try:
+            sender = app.settings.sender(lead["owner"])
+        except KeyError:
+            sender = None
+    steps = []
+    for step, day, due in planner.timeline(begin, key):
+        item: dict[str, Any] = {
+            "step": step.id,
+            "day": day,
+            "channel": step.channel,
+            "due_local": due.astimezone(planner.calendar.tz).isoformat(),
+            "due_utc": due.isoformat(),
+        }
+        variant = assign(spec.id, step, key)
+        if variant is not None:
+            item["variant"] = variant
+        arm = step.variant(variant)
+        if arm.title:
+            item["title"] = arm.title
+        if render:
+            item.update(_rendered(app, spec, arm, lead, sender, key))
+        steps.append(item)
+    return {
+        "sequence": spec.id,
+        "lead": lead_id,
+        "timezone": str(planner.calendar.tz),
+        "country": (country or app.settings.country),
+        "start": begin.isoformat(),
+        "steps": steps,
+    }
+
+
+def _rendered(app: App, spec: Any, step: Any, lead: Any, sender: Any, key: str) -> dict[str, Any]:
+    renderer = app.renderer
+    if lead is None:  # a hypothetical lead: show the template with placeholder values
+        out: dict[str, Any] = {}
+        if step.template:
+            out["body"] = app.templates.sample(step.template)
+        if step.subject:
+            out["subject"] = app.templates.sample_string(step.subject)
+        return out
+    ctx = template_context(lead, sender, spec, step, {"unsubscribe_url": "https://example.invalid/u/preview"})
+    try:
+        out = {}
+        subject = step.subject
+        if subject is None and step.reply_to:
+            root = spec.thread_root(step.reply_to)
+            subject = root.variant(assign(spec.id, root, key)).subject
+            out["subject"] = "Re: " + renderer.subject(subject or "", ctx)
+        elif subject is not None:
+            out["subject"] = renderer.subject(subject, ctx)
+        if step.template:
+            out["body"] = renderer.text(step.template, ctx)
+        return out
+    except RenderError as exc:
+        return {"render_error": str(exc)}

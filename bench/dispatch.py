@@ -61,7 +61,7 @@ from cadence.clock import FixedClock, parse_instant
 from cadence.engine.runner import run_once
 from cadence.enrollment.enroll import enroll
 from cadence.enrollment.lead_import import import_leads, read_rows
-from cadence.store.queries import TouchT
+from cadence.store.tables import TouchT
 
 ROOT = Path(__file__).resolve().parent.parent
 

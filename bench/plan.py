@@ -28,10 +28,10 @@ from sqlalchemy import case, func, select, update
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.enroll import COMPANIES, NOW, PLACES, SEQUENCE, load_app, make_project
-from cadence.enrollment.enroll import LeadT, _insert_many, enroll
+from cadence.enrollment.enroll import enroll
 from cadence.manage.edits import apply, make_plan
-from cadence.outcomes.events import HistoryT
-from cadence.store.queries import EnrollmentT
+from cadence.store.bulk import insert_many
+from cadence.store.tables import EnrollmentT, HistoryT, LeadT
 
 
 def seed(project: Path, db_url: str, count: int) -> float:
@@ -48,7 +48,7 @@ def seed(project: Path, db_url: str, count: int) -> float:
             "phone_invalid": False, "fields": {}, "created_at": now, "updated_at": now,
         }  # fmt: skip
         with app.engine.begin() as conn:
-            _insert_many(conn, LeadT, ("id", "email", "first_name", "company", "timezone", "country"), rows, constant)
+            insert_many(conn, LeadT, ("id", "email", "first_name", "company", "timezone", "country"), rows, constant)
         start = time.perf_counter()
         report = enroll(app, SEQUENCE, [r[0] for r in rows])
         seconds = time.perf_counter() - start

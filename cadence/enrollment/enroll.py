@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, and_, select
@@ -21,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from cadence.app import App
 from cadence.plan.planner import Planner
 from cadence.spec.model import Sequence as SequenceSpec
+from cadence.store.bulk import insert_many
 from cadence.store.tables import Enrollment, History, Lead, Suppression
 from cadence.store.versions import for_enrollment
 
@@ -184,8 +184,8 @@ def _enroll_chunk(
             "sequence_id": spec.id, "version_id": version_id, "kind": spec.kind, "state": "active",
             "enrolled_at": now, "next_index": 0, "next_step": first.id, "dropped_channels": [],
         }  # fmt: skip
-        _insert_many(conn, EnrollmentT, ("lead_id", "next_due_at"), rows, constant)
-        _insert_many(conn, HistoryT, ("lead_id", "detail"), history, {"at": now, "kind": "enrolled", "cause": cause})
+        insert_many(conn, EnrollmentT, ("lead_id", "next_due_at"), rows, constant)
+        insert_many(conn, HistoryT, ("lead_id", "detail"), history, {"at": now, "kind": "enrolled", "cause": cause})
         stage = "working" if spec.kind == "outbound" else "nurture"
         moving = [lead_id for lead_id, _ in rows if leads[lead_id].stage != stage]  # already there: nothing to write
         if moving:
@@ -193,57 +193,3 @@ def _enroll_chunk(
                 LeadT.update().where(LeadT.c.id.in_(moving), LeadT.c.stage.in_(STAGES_THAT_MOVE)).values(stage=stage)
             )
     return enrolled, refusals
-
-
-def _insert_many(
-    conn: Connection,
-    table: Any,
-    varying: tuple[str, ...],
-    rows: list[tuple[Any, ...]],
-    constant: dict[str, Any],
-    prebound: tuple[str, ...] = (),
-) -> None:
-    """INSERT `rows` (values of the `varying` columns) plus `constant` columns, in one executemany.
-
-    The same rows SQLAlchemy's `conn.execute(table.insert(), dicts)` writes, at the driver's
-    speed: the columns' bind processors (UTC datetimes, JSON) run once for the constant values
-    and once per row only for the varying ones, and the statement is compiled once for the
-    connection's dialect (placeholders and casts included), not re-processed row by row.
-    Columns named in `prebound` already hold driver values (see `bind_value`).
-    """
-    dialect = conn.dialect
-    compiled = table.insert().compile(dialect=dialect, column_keys=[*varying, *constant], for_executemany=True)
-    fixed = {name: _bound(table, name, dialect, [value])[0] for name, value in constant.items()}
-    columns = [
-        [row[i] for row in rows] if name in prebound else _bound(table, name, dialect, [row[i] for row in rows])
-        for i, name in enumerate(varying)
-    ]
-    params: list[Any]
-    if compiled.positional:
-        # Each row is (*varying values, *constant values), reordered into the statement's placeholders.
-        given = [*varying, *fixed]
-        slots = [given.index(name) for name in compiled.positiontup]
-        pick = itemgetter(*slots) if len(slots) > 1 else (lambda values: (values[slots[0]],))
-        tail = tuple(fixed.values())
-        params = [pick(values + tail) for values in zip(*columns, strict=True)]
-    else:
-        params = [{**fixed, **dict(zip(varying, values, strict=True))} for values in zip(*columns, strict=True)]
-    conn.exec_driver_sql(compiled.string, params)
-
-
-def _bound(table: Any, name: str, dialect: Any, values: list[Any]) -> list[Any]:
-    """`values` of column `name` as the driver receives them (through the type's bind processor).
-
-    The processor is the dialect's implementation of the type: the generic `JSON` has none
-    for psycopg (which needs its `Json` wrapper), and SQLite's datetime storage format lives
-    in its dialect `DATETIME`, so the generic types would hand the driver the wrong values.
-    """
-    process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-    return [process(v) for v in values] if process else values
-
-
-def bind_value(conn: Connection, table: Any, name: str) -> Callable[[Any], Any]:
-    """The driver-side converter of one column (JSON, UTC datetimes), to pre-bind repeated values once."""
-    dialect = conn.dialect
-    process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-    return process or (lambda value: value)

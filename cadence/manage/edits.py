@@ -402,7 +402,9 @@ def _apply_one(app: App, conn: Connection, sp: SequencePlan, now: datetime) -> N
 
 
 def _write_moves(app: App, conn: Connection, sp: SequencePlan, version_id: int, number: int, now: datetime) -> None:
-    from cadence.enrollment.enroll import HistoryT, _insert_many, bind_value
+    from cadence.outcomes.events import HistoryT
+    from cadence.store.bulk import bind_value
+    from cadence.store.bulk import insert_many as _insert_many
 
     assert sp.loaded is not None
     new = sp.loaded.spec

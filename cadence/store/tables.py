@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, MetaData, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, MetaData, Table, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from cadence.store.types import UTCDateTime
@@ -161,3 +161,13 @@ class Recycle(SQLModel, table=True):
     cause: str | None = None
     from_enrollment_id: int | None = Field(default=None, foreign_key="enrollment.id")
     created_at: datetime = _utc(nullable=False)
+
+
+# The tables as SQLAlchemy Core sees them: every statement in store/ is written against these.
+LeadT: Table = Lead.__table__  # type: ignore[attr-defined]
+EnrollmentT: Table = Enrollment.__table__  # type: ignore[attr-defined]
+TouchT: Table = Touch.__table__  # type: ignore[attr-defined]
+HistoryT: Table = History.__table__  # type: ignore[attr-defined]
+RecycleT: Table = Recycle.__table__  # type: ignore[attr-defined]
+SuppressionT: Table = Suppression.__table__  # type: ignore[attr-defined]
+VersionT: Table = SequenceVersion.__table__  # type: ignore[attr-defined]

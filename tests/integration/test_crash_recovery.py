@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, select
 
 from cadence.enrollment.enroll import enroll
 from cadence.enrollment.lead_import import import_leads
-from cadence.store.queries import EnrollmentT, TouchT
+from cadence.store.tables import EnrollmentT, TouchT
 from tests.conftest import Cli, make_app
 from tests.smtp_sink import Received, SmtpSink, point_project_at
 

@@ -18,7 +18,7 @@ from cadence.enrollment.enroll import enroll
 from cadence.enrollment.lead_import import import_leads
 from cadence.enrollment.status import lead_status
 from cadence.outcomes.events import on_event
-from cadence.store.queries import EnrollmentT, LeadT, TouchT
+from cadence.store.tables import EnrollmentT, LeadT, TouchT
 from tests.conftest import make_app
 
 MONDAY_0800 = "2026-11-30T08:00:00-05:00"  # New York; no holiday that week

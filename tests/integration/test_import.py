@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from cadence.app import App
-from cadence.enrollment.lead_import import ImportReport, LeadTable, import_leads, read_rows
+from cadence.enrollment.lead_import import ImportReport, import_leads, read_rows
+from cadence.store.tables import LeadT
 from tests.conftest import Cli, make_app
 
 NOW = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
@@ -64,7 +65,7 @@ def run_import(app: App, path: Path, text: str, encoding: str = "utf-8") -> Impo
 
 def stored(app: App) -> dict[str, dict[str, Any]]:
     with app.engine.connect() as conn:
-        return {row["id"]: dict(row) for row in conn.execute(select(LeadTable)).mappings()}
+        return {row["id"]: dict(row) for row in conn.execute(select(LeadT)).mappings()}
 
 
 def test_every_bad_row_is_reported_with_its_spreadsheet_row_number_and_reason(app: App, tmp_path: Path) -> None:

@@ -23,9 +23,7 @@ from cadence.engine.runner import run_once
 from cadence.enrollment.enroll import enroll
 from cadence.enrollment.lead_import import import_leads
 from cadence.manage.edits import ApplyError, apply, make_plan
-from cadence.outcomes.events import HistoryT
-from cadence.store.queries import EnrollmentT, TouchT
-from cadence.store.versions import VersionTable
+from cadence.store.tables import EnrollmentT, HistoryT, TouchT, VersionT
 from tests.conftest import make_app
 
 V1 = """id: edit-me
@@ -107,9 +105,7 @@ def _snapshot(app: App) -> dict[str, dict[str, Any]]:
 
 def _versions(app: App, sequence_id: str) -> list[int]:
     with app.engine.connect() as conn:
-        return list(
-            conn.execute(select(VersionTable.c.version).where(VersionTable.c.sequence_id == sequence_id)).scalars()
-        )
+        return list(conn.execute(select(VersionT.c.version).where(VersionT.c.sequence_id == sequence_id)).scalars())
 
 
 def test_the_positions_are_as_the_scenario_says(edited: Path, db_url: str) -> None:
@@ -192,7 +188,7 @@ def test_apply_migrates_every_enrollment_exactly_as_the_plan_said(edited: Path, 
         after = _snapshot(app)
         with app.engine.connect() as conn:
             v2 = conn.execute(
-                select(VersionTable.c.id).where(VersionTable.c.sequence_id == "edit-me", VersionTable.c.version == 2)
+                select(VersionT.c.id).where(VersionT.c.sequence_id == "edit-me", VersionT.c.version == 2)
             ).scalar_one()
             migrated = list(conn.execute(select(HistoryT.c.lead_id).where(HistoryT.c.kind == "migrated")).scalars())
     finally:

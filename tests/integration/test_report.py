@@ -26,8 +26,7 @@ import pytest
 from sqlalchemy import select, text, update
 from typer.testing import CliRunner
 
-from cadence.store.queries import TouchT
-from cadence.store.tables import History
+from cadence.store.tables import History, TouchT
 from tests.conftest import ROOT, Cli, engine_for, new_pg_database
 
 HistoryT: Any = History.__table__  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ from cadence.clock import FixedClock, parse_instant
 from cadence.engine.runner import run_once
 from cadence.enrollment.enroll import enroll
 from cadence.enrollment.lead_import import import_leads
-from cadence.store.queries import EnrollmentT, TouchT
+from cadence.store.tables import EnrollmentT, TouchT
 from tests.conftest import make_app
 from tests.smtp_sink import SmtpSink, point_project_at
 

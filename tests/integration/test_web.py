@@ -25,9 +25,8 @@ from cadence.engine.runner import run_once
 from cadence.enrollment.enroll import enroll
 from cadence.enrollment.lead_import import import_leads
 from cadence.enrollment.status import lead_status
-from cadence.outcomes.events import HistoryT
 from cadence.plan.tokens import sign
-from cadence.store.queries import EnrollmentT, LeadT, SuppressionT, TouchT
+from cadence.store.tables import EnrollmentT, HistoryT, LeadT, SuppressionT, TouchT
 from cadence.web import create_app
 from tests.http_server import Switchboard, serving
 

@@ -1,0 +1,229 @@
+"""Enrollments: one lead in one sequence. Every move is a compare-and-set that says whether it won.
+
+An enrollment moves past a step only while it still waits where its mover saw it:
+the same `next_index` and the same `pending_touch_id`. A worker whose claim was lost,
+a task logged twice, a sweep racing a rep: the stale writer's move matches no row,
+changes nothing, and learns so from the return value. Finishing, pausing and
+resuming likewise check the state they expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, bindparam, func, select, update
+
+from cadence.names import LIVE_STATES, EnrollmentState, TouchStatus
+from cadence.store.rows import EnrollmentRow
+from cadence.store.tables import EnrollmentT, TouchT
+
+E = EnrollmentT.c
+_GET = select(*EnrollmentT.c).where(E.id == bindparam("enrollment_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """Move enrollment `id` from (`from_index`, `from_pending`) to its step `to_index`, due at `due`."""
+
+    id: int
+    from_index: int | None
+    from_pending: int | None
+    to_index: int
+    to_step: str
+    due: datetime | None
+    at: datetime  # when the step it moves past happened: the enrollment's last touch
+
+
+# The move itself, built once; its WHERE is the compare half of compare-and-set.
+_MOVE = (
+    update(EnrollmentT)
+    .where(
+        E.id == bindparam("m_id"),
+        E.state.in_(LIVE_STATES),
+        E.next_index.is_not_distinct_from(bindparam("m_from_index")),
+        E.pending_touch_id.is_not_distinct_from(bindparam("m_from_pending")),
+    )
+    .values(
+        next_index=bindparam("m_to_index"),
+        next_step=bindparam("m_to_step"),
+        next_due_at=bindparam("m_due"),
+        pending_touch_id=None,
+        last_touch_at=bindparam("m_at"),
+    )
+)
+
+
+def _params(m: Move) -> dict[str, object]:
+    return {
+        "m_id": m.id, "m_from_index": m.from_index, "m_from_pending": m.from_pending, "m_to_index": m.to_index,
+        "m_to_step": m.to_step, "m_due": m.due, "m_at": m.at,
+    }  # fmt: skip
+
+
+def get(conn: Connection, enrollment_id: int) -> EnrollmentRow | None:
+    row = conn.execute(_GET, {"enrollment_id": enrollment_id}).first()
+    return EnrollmentRow._make(row) if row is not None else None
+
+
+def live_of_lead(conn: Connection, lead_id: str) -> list[EnrollmentRow]:
+    query = select(*EnrollmentT.c).where(E.lead_id == lead_id, E.state.in_(LIVE_STATES)).order_by(E.id)
+    return [EnrollmentRow._make(row) for row in conn.execute(query)]
+
+
+def move(conn: Connection, m: Move) -> bool:
+    """One enrollment to its next step; False (and nothing changed) if it no longer waits where `m` says."""
+    return conn.execute(_MOVE, _params(m)).rowcount == 1
+
+
+def move_many(conn: Connection, moves: Sequence[Move]) -> set[int]:
+    """Many moves in one executemany; returns the ids that moved.
+
+    The expected positions are read first, with the rows locked (`FOR UPDATE` on PostgreSQL;
+    SQLite's IMMEDIATE transaction already serializes writers), so the moves that still
+    match are known before any is written, and the write cannot lose a race after the read.
+    """
+    if not moves:
+        return set()
+    if len(moves) == 1:
+        return {moves[0].id} if move(conn, moves[0]) else set()
+    query = select(E.id, E.state, E.next_index, E.pending_touch_id).where(E.id.in_([m.id for m in moves]))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    now = {row.id: row for row in conn.execute(query)}
+    winners = [
+        m
+        for m in moves
+        if (row := now.get(m.id)) is not None
+        and row.state in LIVE_STATES
+        and row.next_index == m.from_index
+        and row.pending_touch_id == m.from_pending
+    ]
+    if winners:
+        conn.execute(_MOVE, [_params(m) for m in winners])
+    return {m.id for m in winners}
+
+
+def defer(conn: Connection, enrollment_id: int, pending: int | None, due: datetime) -> bool:
+    """Push an active enrollment's next touch to `due` (outside its window, over a cap, a retry's backoff)."""
+    query = (
+        update(EnrollmentT)
+        .where(
+            E.id == enrollment_id, E.state == EnrollmentState.ACTIVE, E.pending_touch_id.is_not_distinct_from(pending)
+        )
+        .values(next_due_at=due)
+    )
+    return conn.execute(query).rowcount == 1
+
+
+def claim_many(conn: Connection, claims: Sequence[tuple[int, int | None, int]]) -> int:
+    """(enrollment, its pending touch as read, the touch now claimed): nothing more is due until recorded.
+
+    Called on rows `lock_due` locked in the same transaction, so every claim matches;
+    the count says so, and a caller that gets fewer rolls the claim back.
+    """
+    if not claims:
+        return 0
+    query = (
+        update(EnrollmentT)
+        .where(
+            E.id == bindparam("c_id"),
+            E.state == EnrollmentState.ACTIVE,
+            E.pending_touch_id.is_not_distinct_from(bindparam("c_from")),
+        )
+        .values(next_due_at=None, pending_touch_id=bindparam("c_touch"))
+    )
+    result = conn.execute(query, [{"c_id": e, "c_from": p, "c_touch": t} for e, p, t in claims])
+    return int(result.rowcount)
+
+
+def set_pending(conn: Connection, enrollment_id: int, pending: int | None, touch_id: int, due: datetime) -> bool:
+    """An active enrollment waits on `touch_id` again, due at `due` (`cadence retry` of an unknown touch)."""
+    query = (
+        update(EnrollmentT)
+        .where(
+            E.id == enrollment_id, E.state == EnrollmentState.ACTIVE, E.pending_touch_id.is_not_distinct_from(pending)
+        )
+        .values(next_due_at=due, pending_touch_id=touch_id)
+    )
+    return conn.execute(query).rowcount == 1
+
+
+def finish(conn: Connection, enrollment_id: int, outcome: str, now: datetime) -> bool:
+    """End a live enrollment: nothing more is due, its open tasks and pending retries are cancelled.
+
+    False, and nothing changed, when it had already finished.
+    """
+    ended = conn.execute(
+        update(EnrollmentT)
+        .where(E.id == enrollment_id, E.state.in_(LIVE_STATES))
+        .values(
+            state=EnrollmentState.FINISHED, outcome=outcome, finished_at=now, next_due_at=None, pending_touch_id=None
+        )
+    ).rowcount
+    if not ended:
+        return False
+    conn.execute(
+        update(TouchT)
+        .where(
+            TouchT.c.enrollment_id == enrollment_id, TouchT.c.status.in_((TouchStatus.SCHEDULED, TouchStatus.TASK_OPEN))
+        )
+        .values(status=TouchStatus.CANCELLED, error=f"enrollment finished: {outcome}")
+    )
+    return True
+
+
+def pause(conn: Connection, enrollment_id: int, until: datetime | None) -> bool:
+    query = (
+        update(EnrollmentT)
+        .where(E.id == enrollment_id, E.state.in_(LIVE_STATES))
+        .values(state=EnrollmentState.PAUSED, paused_until=until, next_due_at=None)
+    )
+    return conn.execute(query).rowcount == 1
+
+
+def resume(conn: Connection, enrollment_id: int, due: datetime | None) -> bool:
+    query = (
+        update(EnrollmentT)
+        .where(E.id == enrollment_id, E.state == EnrollmentState.PAUSED)
+        .values(state=EnrollmentState.ACTIVE, paused_until=None, next_due_at=due)
+    )
+    return conn.execute(query).rowcount == 1
+
+
+def hold(conn: Connection, enrollment_id: int) -> bool:
+    """Nothing due for a paused enrollment, whatever a move planned: resuming plans its next touch."""
+    query = update(EnrollmentT).where(E.id == enrollment_id, E.state == EnrollmentState.PAUSED).values(next_due_at=None)
+    return conn.execute(query).rowcount == 1
+
+
+def drop_channels(conn: Connection, enrollment_id: int, channels: Iterable[str]) -> list[str]:
+    """This enrollment skips its steps on `channels` from now on; returns the full dropped list."""
+    current = conn.execute(select(E.dropped_channels).where(E.id == enrollment_id)).scalar()
+    dropped = sorted(set(current or []) | set(channels))
+    conn.execute(update(EnrollmentT).where(E.id == enrollment_id).values(dropped_channels=dropped))
+    return dropped
+
+
+def paused_until_before(conn: Connection, now: datetime) -> list[EnrollmentRow]:
+    """Paused enrollments whose pause is over."""
+    query = select(*EnrollmentT.c).where(E.state == EnrollmentState.PAUSED, E.paused_until <= now).order_by(E.id)
+    return [EnrollmentRow._make(row) for row in conn.execute(query)]
+
+
+def count_into(conn: Connection, lead_id: str, sequence_id: str) -> int:
+    """How many times this lead was ever enrolled into this sequence (`max_recycles`)."""
+    query = select(func.count()).select_from(EnrollmentT).where(E.lead_id == lead_id, E.sequence_id == sequence_id)
+    return int(conn.execute(query).scalar_one())
+
+
+def newest_into(conn: Connection, lead_id: str, sequence_id: str) -> int | None:
+    query = select(func.max(E.id)).where(E.lead_id == lead_id, E.sequence_id == sequence_id)
+    value = conn.execute(query).scalar()
+    return int(value) if value is not None else None
+
+
+def live_count(conn: Connection, sequence_id: str) -> int:
+    query = select(func.count()).where(E.sequence_id == sequence_id, E.state.in_(LIVE_STATES))
+    return int(conn.execute(query).scalar_one())

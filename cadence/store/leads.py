@@ -1,0 +1,87 @@
+"""Leads: reading them as typed rows, and the few flags the engine and the rules set on them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import Connection, bindparam, select, update
+
+from cadence.names import Channel
+from cadence.store.rows import LeadRow
+from cadence.store.tables import LeadT, TouchT
+
+_GET = select(*LeadT.c).where(LeadT.c.id == bindparam("lead_id"))
+_SET_STAGE = (
+    update(LeadT)
+    .where(LeadT.c.id == bindparam("staged_lead"))
+    .values(stage=bindparam("staged_stage"), updated_at=bindparam("staged_at"))
+)
+
+
+def get(conn: Connection, lead_id: str) -> LeadRow | None:
+    row = conn.execute(_GET, {"lead_id": lead_id}).first()
+    return LeadRow._make(row) if row is not None else None
+
+
+def exists(conn: Connection, lead_id: str) -> bool:
+    return conn.execute(select(LeadT.c.id).where(LeadT.c.id == lead_id)).first() is not None
+
+
+def by_ids(conn: Connection, lead_ids: Iterable[str]) -> dict[str, LeadRow]:
+    ids = list(set(lead_ids))
+    if not ids:
+        return {}
+    return {row.id: LeadRow._make(row) for row in conn.execute(select(*LeadT.c).where(LeadT.c.id.in_(ids)))}
+
+
+def timezone_of(conn: Connection, lead_id: str) -> str | None:
+    return conn.execute(select(LeadT.c.timezone).where(LeadT.c.id == lead_id)).scalar()
+
+
+def set_stage(
+    conn: Connection, lead_id: str, stage: str, now: datetime, *, only_from: Iterable[str] | None = None
+) -> bool:
+    """Move the lead to `stage`; with `only_from`, only out of one of those stages. True if it moved."""
+    if only_from is None:
+        return bool(
+            conn.execute(_SET_STAGE, {"staged_lead": lead_id, "staged_stage": stage, "staged_at": now}).rowcount
+        )
+    query = (
+        update(LeadT)
+        .where(LeadT.c.id == lead_id, LeadT.c.stage.in_(list(only_from)))
+        .values(stage=stage, updated_at=now)
+    )
+    return bool(conn.execute(query).rowcount)
+
+
+def mark_email_invalid(conn: Connection, lead_id: str, now: datetime) -> None:
+    conn.execute(update(LeadT).where(LeadT.c.id == lead_id).values(email_invalid=True, updated_at=now))
+
+
+def mark_phone_invalid(conn: Connection, lead_id: str, now: datetime) -> None:
+    conn.execute(update(LeadT).where(LeadT.c.id == lead_id).values(phone_invalid=True, updated_at=now))
+
+
+def record_sms_consent(conn: Connection, lead_id: str, now: datetime) -> bool:
+    """Consent given (an SMS START); False if it was already recorded."""
+    query = (
+        update(LeadT)
+        .where(LeadT.c.id == lead_id, LeadT.c.sms_consent.is_(False))
+        .values(sms_consent=True, updated_at=now)
+    )
+    return bool(conn.execute(query).rowcount)
+
+
+def on_phone(conn: Connection, phone: str) -> list[LeadRow]:
+    """Leads with this number, the one we texted most recently first (then by id)."""
+    last_sms = (
+        select(TouchT.c.sent_at)
+        .where(TouchT.c.lead_id == LeadT.c.id, TouchT.c.channel == Channel.SMS, TouchT.c.sent_at.is_not(None))
+        .order_by(TouchT.c.sent_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = conn.execute(select(*LeadT.c, last_sms.label("last_sms")).where(LeadT.c.phone == phone)).all()
+    ordered = sorted(rows, key=lambda r: (r.last_sms is None, -(r.last_sms.timestamp() if r.last_sms else 0), r.id))
+    return [LeadRow._make(tuple(r)[:-1]) for r in ordered]

@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.enroll import COMPANIES, NOW, PLACES, SEQUENCE, load_app, make_project
 from cadence.enrollment.enroll import enroll
-from cadence.manage.edits import apply, make_plan
+from cadence.manage.edit_apply import apply
+from cadence.manage.edit_plan import make_plan
 from cadence.store.bulk import insert_many
 from cadence.store.tables import EnrollmentT, HistoryT, LeadT
 

@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-
-from sqlalchemy import Connection, Engine
+from typing import TYPE_CHECKING
 
 from cadence.clock import Clock
 from cadence.config import Settings, load_settings, quiet_window
@@ -25,6 +24,9 @@ from cadence.spec.model import Sequence
 from cadence.spec.templates import TemplateFolder
 from cadence.store.db import open_engine
 from cadence.store.versions import SpecCache
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
 
 
 @dataclass

@@ -65,7 +65,7 @@ LIVE_STATES: tuple[EnrollmentState, ...] = (EnrollmentState.ACTIVE, EnrollmentSt
 
 
 class Event(StrEnum):
-    """Something that happened to a lead; the first nine are what rules and `exit_on` name."""
+    """Something that happened to a lead, as rules (`when: {event: ...}`) and `exit_on` name it."""
 
     REPLIED = "replied"
     BOUNCED = "bounced"
@@ -76,23 +76,19 @@ class Event(StrEnum):
     OUT_OF_OFFICE = "out_of_office"
     COMPLETED = "completed"
     EXPIRED = "expired"
-    # Recorded by channels and carriers, acted on by the safety built-ins; no rule names them.
+
+
+RULE_EVENTS: tuple[Event, ...] = tuple(Event)
+
+
+class CarrierEvent(StrEnum):
+    """Events a channel or a carrier reports; the safety built-ins act on them, no rule names them."""
+
     PHONE_INVALID = "phone_invalid"
     NOT_MOBILE = "not_mobile"
     SMS_START = "sms_start"
 
 
-RULE_EVENTS: tuple[Event, ...] = (
-    Event.REPLIED,
-    Event.BOUNCED,
-    Event.UNSUBSCRIBED,
-    Event.SMS_STOP,
-    Event.SMS_REPLY,
-    Event.MEETING_BOOKED,
-    Event.OUT_OF_OFFICE,
-    Event.COMPLETED,
-    Event.EXPIRED,
-)
 # What `cadence event` and POST /events may report from outside.
 OUTSIDE_EVENTS: tuple[Event, ...] = (
     Event.REPLIED,

@@ -52,10 +52,15 @@ from cadence.channels.base import (
 )
 from cadence.clock import Clock
 from cadence.config import Settings, TwilioSettings
+from cadence.names import CarrierEvent, Event
 
 # -- errors -----------------------------------------------------------------------------
 
-_PERMANENT_EVENTS = {21610: "sms_stop", 21211: "phone_invalid", 21614: "not_mobile"}
+_PERMANENT_EVENTS: dict[int, str] = {
+    21610: Event.SMS_STOP,
+    21211: CarrierEvent.PHONE_INVALID,
+    21614: CarrierEvent.NOT_MOBILE,
+}
 _TRANSIENT_CODES = frozenset({30003, 30008})
 
 

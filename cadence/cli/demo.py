@@ -23,19 +23,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, select
 
 from cadence.app import App
 from cadence.clock import FixedClock, parse_instant
 from cadence.engine.runner import RunReport, run_once
 from cadence.enrollment.status import lead_status
-from cadence.outcomes.events import HistoryT, RecycleT
-from cadence.store.queries import EnrollmentT, TouchT
+from cadence.names import Channel, EnrollmentState, Event, HistoryKind, TouchStatus
+from cadence.store import listings
 
 START = "2026-11-23T07:00:00-05:00"  # a Monday morning in New York, Thanksgiving week
 WEEKS = 10
@@ -75,7 +73,7 @@ class Beat:
     lead: str
     sequence: str
     step: str
-    status: str
+    status: TouchStatus
     delay: timedelta
     command: tuple[str, ...]
     story: str
@@ -83,12 +81,7 @@ class Beat:
     def due(self, app: App) -> tuple[datetime, int] | None:
         """(when to act, the touch id) once the trigger happened, else None."""
         with app.engine.connect() as conn:
-            row = conn.execute(
-                select(TouchT.c.id, TouchT.c.sent_at)
-                .where(TouchT.c.lead_id == self.lead, TouchT.c.sequence_id == self.sequence)
-                .where(TouchT.c.step_id == self.step, TouchT.c.status == self.status)
-                .order_by(TouchT.c.id.desc())
-            ).first()
+            row = listings.latest_touch(conn, self.lead, self.sequence, self.step, self.status)
         if row is None or row.sent_at is None:
             return None
         return office_hours(row.sent_at + self.delay), row.id
@@ -109,34 +102,35 @@ def office_hours(when: datetime) -> datetime:
     return datetime(day.year, day.month, day.day, 9, tzinfo=NEW_YORK)
 
 
+OPEN, SENT = TouchStatus.TASK_OPEN, TouchStatus.SENT  # the touch states the beats wait for
 BEATS = [
-    Beat("L1", "outbound-saas", "call-1", "task_open", h(1), ("log", "{task}", "connected_interested"),
+    Beat("L1", "outbound-saas", "call-1", OPEN, h(1), ("log", "{task}", "connected_interested"),
          "Dana picks up and wants a demo: rule 1 finishes her as qualified."),
-    Beat("L2", "outbound-saas", "call-1", "task_open", h(2), ("log", "{task}", "not_now", "--note", "after Q4 close"),
+    Beat("L2", "outbound-saas", "call-1", OPEN, h(2), ("log", "{task}", "not_now", "--note", "after Q4 close"),
          "Sam says the timing is bad: rule 2 recycles him into nurture-quarterly in 30 days."),
-    Beat("L3", "outbound-saas", "call-1", "task_open", h(1), ("log", "{task}", "wrong_number"),
+    Beat("L3", "outbound-saas", "call-1", OPEN, h(1), ("log", "{task}", "wrong_number"),
          "Priya's number is wrong: rule 4 drops the call and SMS steps; her emails go on."),
-    Beat("L4", "outbound-saas", "call-1", "task_open", h(1), ("log", "{task}", "do_not_call"),
+    Beat("L4", "outbound-saas", "call-1", OPEN, h(1), ("log", "{task}", "do_not_call"),
          "Oliver asks not to be called: rule 6 suppresses calls and SMS to his number everywhere."),
-    Beat("L5", "outbound-saas", "sms-1", "sent", h(2), ("event", "L5", "sms_stop", "--note", "replied STOP"),
+    Beat("L5", "outbound-saas", "sms-1", SENT, h(2), ("event", "L5", "sms_stop", "--note", "replied STOP"),
          "Mia texts STOP: no more SMS to her number from any sequence; emails go on."),
-    Beat("L6", "outbound-saas", "bump", "sent", h(3), ("event", "L6", "replied", "--note", "send me pricing"),
+    Beat("L6", "outbound-saas", "bump", SENT, h(3), ("event", "L6", "replied", "--note", "send me pricing"),
          "Leo replies to the bump: `replied` is in exit_on, so the sequence ends."),
-    Beat("L7", "outbound-saas", "intro", "sent", h(1), ("event", "L7", "out_of_office", "--until", "2026-12-09"),
+    Beat("L7", "outbound-saas", "intro", SENT, h(1), ("event", "L7", "out_of_office", "--until", "2026-12-09"),
          "Ana's auto-reply says she is back on Dec 9: her sequence pauses until then."),
     *(
-        Beat("L8", "outbound-saas", step, "task_open", h(1), ("log", "{task}", code),
+        Beat("L8", "outbound-saas", step, OPEN, h(1), ("log", "{task}", code),
              f"Nobody answers Chris's phone ({step}): rule 3 lets the sequence go on.")
         for step, code in (("call-1", "no_answer"), ("call-2", "left_voicemail"), ("call-3", "no_answer"),
                            ("call-4", "left_voicemail"))
     ),
-    Beat("L2", "nurture-quarterly", "recap", "sent", h(26), ("event", "L2", "replied", "--note", "ready to talk"),
+    Beat("L2", "nurture-quarterly", "recap", SENT, h(26), ("event", "L2", "replied", "--note", "ready to talk"),
          "Sam answers the nurture email: rule 7 puts him in outbound-hot and opens a task for his owner."),
-    Beat("L2", "outbound-hot", "call-now", "task_open", h(0.5), ("log", "{task}", "meeting_booked"),
+    Beat("L2", "outbound-hot", "call-now", OPEN, h(0.5), ("log", "{task}", "meeting_booked"),
          "Alice calls Sam at once and books the meeting: qualified."),
-    Beat("L8", "nurture-monthly", "digest-1", "sent", h(24), ("event", "L8", "replied", "--note", "let's talk"),
+    Beat("L8", "nurture-monthly", "digest-1", SENT, h(24), ("event", "L8", "replied", "--note", "let's talk"),
          "Chris, recycled into nurture, replies to the first digest: back to outbound-hot."),
-    Beat("L8", "outbound-hot", "call-now", "task_open", h(1), ("log", "{task}", "left_voicemail"),
+    Beat("L8", "outbound-hot", "call-now", OPEN, h(1), ("log", "{task}", "left_voicemail"),
          "Bob calls Chris back and leaves a voicemail; the hot sequence's nudge follows."),
 ]  # fmt: skip
 
@@ -144,15 +138,9 @@ BEATS = [
 def next_moment(app: App, now: datetime, waiting: list[datetime]) -> datetime:
     """The next time anything can happen: a touch due, a cool-off or pause ending, a beat, a task expiring."""
     with app.engine.connect() as conn:
-        active = EnrollmentT.c.state == "active"
-        due = conn.execute(select(func.min(EnrollmentT.c.next_due_at)).where(active)).scalar()
-        recycle = conn.execute(select(func.min(RecycleT.c.due_at))).scalar()
-        paused = conn.execute(
-            select(func.min(EnrollmentT.c.paused_until)).where(EnrollmentT.c.state == "paused")
-        ).scalar()
-        tasks = conn.execute(select(func.count()).select_from(TouchT).where(TouchT.c.status == "task_open")).scalar()
-    moments = [t for t in (due, recycle, paused, *waiting) if t is not None]
-    if tasks:
+        soon = listings.upcoming(conn)
+    moments = [t for t in (soon.next_due, soon.next_recycle, soon.next_resume, *waiting) if t is not None]
+    if soon.open_tasks:
         moments.append(now + HEARTBEAT)
     return max(min(moments, default=now + timedelta(days=1)), now + timedelta(minutes=1))
 
@@ -161,17 +149,15 @@ def automatic_events(app: App, since: datetime, until: datetime) -> list[str]:
     """What the engine did on its own: sequences completing, recycles coming due, pauses ending."""
     lines = []
     with app.engine.connect() as conn:
-        rows = conn.execute(
-            select(HistoryT).where(HistoryT.c.at >= since, HistoryT.c.at < until).order_by(HistoryT.c.at, HistoryT.c.id)
-        ).mappings()
-        for r in rows:
-            d, cause = r["detail"], r["cause"] or ""
-            if r["kind"] == "enrolled" and cause.startswith("recycle"):
-                lines.append(f"{local(r['at'])}  {r['lead_id']} enrolled into {d['sequence']} ({cause})")
-            elif r["kind"] == "action" and d.get("event") == "completed":
-                lines.append(f"{local(r['at'])}  {r['lead_id']} completed a sequence: {'; '.join(d['actions'])}")
-            elif r["kind"] == "action" and d.get("action") == "resume":
-                lines.append(f"{local(r['at'])}  {r['lead_id']} is back: {d['sequence']} resumes ({cause})")
+        rows = listings.history_between(conn, since, until)
+    for r in rows:
+        d, cause = r.detail, r.cause or ""
+        if r.kind == HistoryKind.ENROLLED and cause.startswith("recycle"):
+            lines.append(f"{local(r.at)}  {r.lead_id} enrolled into {d['sequence']} ({cause})")
+        elif r.kind == HistoryKind.ACTION and d.get("event") == Event.COMPLETED:
+            lines.append(f"{local(r.at)}  {r.lead_id} completed a sequence: {'; '.join(d['actions'])}")
+        elif r.kind == HistoryKind.ACTION and d.get("action") == "resume":
+            lines.append(f"{local(r.at)}  {r.lead_id} is back: {d['sequence']} resumes ({cause})")
     return lines
 
 
@@ -223,7 +209,9 @@ def _week_summary(app: App, start: datetime, week: Counter[str]) -> None:
         console.print(f"  {line}", markup=False)
 
 
-SUMMARY_CHANNELS = ("email", "sms", "call", "task")
+SUMMARY_CHANNELS = (Channel.EMAIL, Channel.SMS, Channel.CALL, Channel.TASK)
+# A touch that reached the lead or a rep's queue: counted per channel in the summary.
+WORKED = (TouchStatus.SENT, TouchStatus.DONE, TouchStatus.EXPIRED, TouchStatus.TASK_OPEN)
 
 
 def summary(folder: Path, app: App, lead_ids: list[str]) -> None:
@@ -237,12 +225,14 @@ def summary(folder: Path, app: App, lead_ids: list[str]) -> None:
         for t in data["touches"]:
             if t["id"] is None:
                 continue
-            if t["status"] in ("sent", "done", "expired", "task_open"):
+            if t["status"] in WORKED:
                 done[t["channel"]] += 1
-            elif t["status"] == "skipped":
+            elif t["status"] == TouchStatus.SKIPPED:
                 skipped += 1
-        path = " → ".join(e["sequence"] + ("" if e["state"] == "finished" else f" ({e['state']})") for e in
-                          data["enrollments"])  # fmt: skip
+        path = " → ".join(
+            e["sequence"] + ("" if e["state"] == EnrollmentState.FINISHED else f" ({e['state']})")
+            for e in data["enrollments"]
+        )
         name = " ".join(filter(None, [lead["first_name"], lead["last_name"]]))
         table.add_row(lead_id, name, path, *(str(done[c]) for c in SUMMARY_CHANNELS), str(skipped), lead["stage"])
         totals.update(done)
@@ -255,15 +245,11 @@ def summary(folder: Path, app: App, lead_ids: list[str]) -> None:
     emails = sorted((outbox / "email").glob("*.eml"))
     texts = (outbox / "sms.jsonl").read_text().splitlines() if (outbox / "sms.jsonl").exists() else []
     with app.engine.connect() as conn:
-        sent: dict[str, int] = dict(
-            conn.execute(
-                select(TouchT.c.channel, func.count()).where(TouchT.c.status == "sent").group_by(TouchT.c.channel)
-            ).all()
-        )
+        sent = listings.sent_by_channel(conn)
     counts = Table("channel", "in the outbox", "recorded as sent", title="Outbox")
     shown = outbox.relative_to(Path.cwd()) if outbox.is_relative_to(Path.cwd()) else outbox
-    counts.add_row("email", f"{len(emails)} .eml files in {shown / 'email'}", str(sent.get("email", 0)))
-    counts.add_row("sms", f"{len(texts)} lines in {shown / 'sms.jsonl'}", str(sent.get("sms", 0)))
+    counts.add_row("email", f"{len(emails)} .eml files in {shown / 'email'}", str(sent.get(Channel.EMAIL, 0)))
+    counts.add_row("sms", f"{len(texts)} lines in {shown / 'sms.jsonl'}", str(sent.get(Channel.SMS, 0)))
     console.print(counts)
     if texts:
         first = json.loads(texts[0])
@@ -294,9 +280,7 @@ def main(folder: Path = Path("demo")) -> None:
     try:
         simulate(folder, app, clock)
         with app.engine.connect() as conn:
-            lead_ids: list[Any] = list(
-                conn.execute(select(EnrollmentT.c.lead_id).distinct().order_by(EnrollmentT.c.lead_id)).scalars()
-            )
+            lead_ids = listings.enrolled_lead_ids(conn)
         lead_ids.sort(key=lambda lid: (len(lid), lid))
         console.rule("where everyone ended up")
         summary(folder, app, lead_ids)

@@ -7,7 +7,8 @@ from rich.markup import escape
 
 from cadence.cli.context import state
 from cadence.cli.output import console, fail, print_json
-from cadence.manage.edits import ApplyError, Plan, SequencePlan, apply, make_plan
+from cadence.manage.edit_apply import ApplyError, apply
+from cadence.manage.edit_plan import Plan, SequencePlan, make_plan
 
 MARKS = {"added": "[green]+[/]", "removed": "[red]-[/]", "changed": "[yellow]~[/]", "moved": "[yellow]~[/]"}
 

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
 
 from cadence.app import App
 from cadence.cli.context import state
 from cadence.cli.output import console, errors, fail, print_json
+from cadence.engine.retry import RetryError, retry
 from cadence.engine.runner import run_forever, run_once
-from cadence.engine.sweep import RetryError, retry
 from cadence.enrollment.task_queue import task_queue
-from cadence.manage.edits import ApplyError, apply, pending_changes
-from cadence.store.queries import TouchT
+from cadence.manage.edit_apply import ApplyError, apply
+from cadence.manage.edit_plan import pending_changes
+from cadence.names import TOUCH_STATUSES
+from cadence.store import listings
 
-STATUSES = ("scheduled", "sending", "sent", "task_open", "done", "skipped", "failed", "expired", "unknown", "cancelled")
+STATUSES = TOUCH_STATUSES
 
 
 def run(
@@ -87,18 +89,13 @@ def touches(
     if status is not None and status not in STATUSES:
         fail(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
     app = state(ctx).app()
-    query = select(TouchT).order_by(TouchT.c.due_at, TouchT.c.id).limit(limit)
-    if status:
-        query = query.where(TouchT.c.status == status)
-    if lead:
-        query = query.where(TouchT.c.lead_id == lead)
     with app.engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(query).mappings()]
-    items = [
+        rows = listings.touches(conn, status=status, lead_id=lead, limit=limit)
+    items: list[dict[str, Any]] = [
         {
-            "id": r["id"], "lead": r["lead_id"], "sequence": r["sequence_id"], "step": r["step_id"],
-            "channel": r["channel"], "status": r["status"], "due_at": r["due_at"], "sent_at": r["sent_at"],
-            "subject": r["subject"], "message_id": r["message_id"], "attempts": r["attempts"], "error": r["error"],
+            "id": r.id, "lead": r.lead_id, "sequence": r.sequence_id, "step": r.step_id, "channel": r.channel,
+            "status": r.status, "due_at": r.due_at, "sent_at": r.sent_at, "subject": r.subject,
+            "message_id": r.message_id, "attempts": r.attempts, "error": r.error,
         }
         for r in rows
     ]  # fmt: skip

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
 
 from cadence.cli.context import state
 from cadence.cli.output import console, fail, print_json
 from cadence.clock import parse_instant
-from cadence.enrollment.enroll import EnrollmentT, enroll
+from cadence.enrollment.enroll import enroll
 from cadence.enrollment.preview import Hypothetical, preview
-from cadence.enrollment.status import LeadT, UnknownLead, lead_status
+from cadence.enrollment.status import UnknownLead, lead_status
+from cadence.store.listings import new_leads_never_enrolled
 
 
 def enroll_cmd(
@@ -38,9 +38,7 @@ def enroll_cmd(
                     wanted.append(value if row.get("id") else value.lower())
     if all_new:
         with app.engine.connect() as conn:
-            never = select(EnrollmentT.c.lead_id)
-            q = select(LeadT.c.id).where(LeadT.c.stage == "new", LeadT.c.id.not_in(never)).order_by(LeadT.c.id)
-            wanted += list(conn.execute(q).scalars())
+            wanted += new_leads_never_enrolled(conn)
     if not wanted:
         fail("name at least one lead (LEAD_ID..., --csv FILE or --all-new)")
     try:

@@ -6,7 +6,6 @@ from datetime import UTC, date, datetime, time
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
 
 from cadence.app import App
 from cadence.cli.context import state
@@ -17,7 +16,7 @@ from cadence.outcomes.events import record_event
 from cadence.outcomes.history import lead_history
 from cadence.outcomes.pauses import LeadNotFound, pause_lead, resume_lead
 from cadence.plan.timing import zone
-from cadence.store.queries import LeadT
+from cadence.store.leads import timezone_of
 
 
 def _until(app: App, lead_id: str, text: str | None) -> datetime | None:
@@ -32,7 +31,7 @@ def _until(app: App, lead_id: str, text: str | None) -> datetime | None:
         except ValueError as exc:
             fail(f"--until: {exc}")
     with app.engine.connect() as conn:
-        tz = conn.execute(select(LeadT.c.timezone).where(LeadT.c.id == lead_id)).scalar()
+        tz = timezone_of(conn, lead_id)
     local = datetime.combine(day, time(0), tzinfo=zone(tz or app.settings.timezone))
     return local.astimezone(UTC)
 

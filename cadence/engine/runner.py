@@ -39,14 +39,6 @@ class RunReport:
         return {"dispatch": self.dispatch.as_json(), "sweep": self.sweep.as_json()}
 
 
-def _absorb(total: SweepReport, part: SweepReport) -> None:
-    total.unknown += part.unknown
-    total.resent += part.resent
-    total.expired += part.expired
-    total.resumed += part.resumed
-    total.recycled += part.recycled
-
-
 async def _with_transports(app: App) -> tuple[Dispatcher, AsyncExitStack]:
     from cadence.channels.email import make_email_transport
     from cadence.channels.sms import make_sms_transport
@@ -64,7 +56,7 @@ async def run_once(app: App) -> RunReport:
     report = RunReport()
     dispatcher, stack = await _with_transports(app)
     async with stack:
-        _absorb(report.sweep, sweep(app, app.clock.now()))
+        report.sweep.absorb(sweep(app, app.clock.now()))
         report.dispatch = await dispatcher.drain()
     return report
 
@@ -91,7 +83,7 @@ async def run_forever(app: App, *, on_pass: Any = None) -> RunReport:
 
     async def housekeeping() -> None:
         async with busy:
-            _absorb(report.sweep, sweep(app, app.clock.now()))
+            report.sweep.absorb(sweep(app, app.clock.now()))
 
     scheduler = AsyncIOScheduler(timezone=UTC)
     now = app.clock.now()

@@ -1,24 +1,33 @@
-"""Housekeeping that keeps every lead moving: lost claims, expired tasks, retries by hand.
+"""Housekeeping that keeps every lead moving: lost claims, expired tasks, pauses that end, recycles due.
 
-- A `sending` touch whose lease ran out belonged to a worker that died mid-send.
-  We cannot know whether the prospect got it, so it becomes `unknown` and waits
-  for a person (`cadence retry`), unless `engine.resend_unknown` says to resend.
+- A `sending` touch whose lease ran out belonged to a worker that died mid-send, or
+  is too slow to trust. We cannot know whether the prospect got it, so it becomes
+  `unknown` and waits for a person (`cadence retry`), unless `engine.resend_unknown`
+  says to resend. The worker, if it was only slow, may still settle it with what
+  really happened, as long as nobody claimed the touch again.
 - An open task nobody worked for `tasks.expire_after_days` allowed days expires,
   so no lead stalls for ever; the sequence moves on.
+- A paused enrollment whose pause is over resumes; a lead whose cool-off is over is
+  enrolled into its recycle sequence.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, select, update
+from cadence.enrollment.enroll import enroll_in
+from cadence.names import LIVE_STATES, Channel, EnrollmentState, Event, HistoryKind, TouchStatus
+from cadence.outcomes.completion import move_on
+from cadence.outcomes.events import on_event
+from cadence.outcomes.pauses import resume_enrollment
+from cadence.store import enrollments, history, leads, recycles, tasks, touches
 
-from cadence.app import App
-from cadence.enrollment.progression import advance
-from cadence.outcomes.events import RecycleT, add_history, on_event
-from cadence.store.queries import EnrollmentT, LeadT, TouchT
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from cadence.app import App
 
 
 @dataclass
@@ -29,15 +38,12 @@ class SweepReport:
     resumed: int = 0
     recycled: int = 0
 
+    def absorb(self, other: SweepReport) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
     def as_json(self) -> dict[str, int]:
-        return {
-            "unknown": self.unknown, "resent": self.resent, "expired": self.expired,
-            "resumed": self.resumed, "recycled": self.recycled,
-        }  # fmt: skip
-
-
-class RetryError(ValueError):
-    """A touch that cannot be retried, with the reason."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def sweep(app: App, now: datetime) -> SweepReport:
@@ -51,136 +57,69 @@ def sweep(app: App, now: datetime) -> SweepReport:
 
 
 def _end_pauses(app: App, conn: Connection, now: datetime, report: SweepReport) -> None:
-    from cadence.outcomes.pauses import resume_enrollment
-
-    due = conn.execute(
-        select(EnrollmentT).where(EnrollmentT.c.state == "paused", EnrollmentT.c.paused_until <= now)
-    ).mappings()
-    for enrollment in list(due):
+    for enrollment in enrollments.paused_until_before(conn, now):
         resume_enrollment(conn, app, enrollment, now, "pause ended")
         report.resumed += 1
 
 
 def _recycles_due(app: App, conn: Connection, now: datetime, report: SweepReport) -> None:
     """Leads whose cool-off is over are enrolled into their recycle sequence (stored, so restarts keep them)."""
-    from cadence.enrollment.enroll import enroll_in
-
-    for recycle in list(conn.execute(select(RecycleT).where(RecycleT.c.due_at <= now)).mappings()):
+    for recycle in recycles.due(conn, now):
+        if not recycles.take(conn, recycle.id):
+            continue  # another worker carried it out
         enrolled, refused = enroll_in(
-            conn, app, recycle["sequence_id"], [recycle["lead_id"]], now, f"recycle: {recycle['cause']}"
+            conn, app, recycle.sequence_id, [recycle.lead_id], now, f"recycle: {recycle.cause}"
         )
-        conn.execute(RecycleT.delete().where(RecycleT.c.id == recycle["id"]))
         if enrolled:
             report.recycled += 1
         else:
-            add_history(
-                conn, recycle["lead_id"], now, "action",
-                {"action": "recycle refused", "sequence": recycle["sequence_id"], "reason": refused[0]["reason"]},
-                "recycle",
-            )  # fmt: skip
+            detail = {"action": "recycle refused", "sequence": recycle.sequence_id, "reason": refused[0]["reason"]}
+            history.add(conn, recycle.lead_id, now, HistoryKind.ACTION, detail, "recycle")
 
 
 def _expire_leases(app: App, conn: Connection, now: datetime, report: SweepReport) -> None:
-    lost = conn.execute(
-        select(TouchT.c.id, TouchT.c.lead_id, TouchT.c.enrollment_id, TouchT.c.step_id, TouchT.c.claimed_by).where(
-            TouchT.c.status == "sending", TouchT.c.lease_until < now
-        )
-    ).all()
-    for touch_id, lead_id, enrollment_id, step_id, worker in lost:
-        if app.settings.engine.resend_unknown:
-            conn.execute(
-                update(TouchT)
-                .where(TouchT.c.id == touch_id)
-                .values(status="scheduled", claimed_by=None, lease_until=None, error=f"worker {worker} lost; resending")
+    resend = app.settings.engine.resend_unknown
+    for touch in touches.lost_claims(conn, now):
+        if resend:
+            error = f"worker {touch.claimed_by} lost its claim; resending"
+        else:
+            error = (
+                f"the lease of worker {touch.claimed_by} ran out before it recorded the result (it stopped, or "
+                f"could not reach the database); check, then `cadence retry {touch.id}`"
             )
-            conn.execute(update(EnrollmentT).where(EnrollmentT.c.id == enrollment_id).values(next_due_at=now))
+        if not touches.release_lost(conn, touch, now, resend=resend, error=error):
+            continue  # its worker recorded it meanwhile
+        if resend:
+            enrollments.defer(conn, touch.enrollment_id, touch.id, now)
             report.resent += 1
         else:
-            conn.execute(
-                update(TouchT)
-                .where(TouchT.c.id == touch_id)
-                .values(
-                    status="unknown",
-                    claimed_by=None,
-                    lease_until=None,
-                    error=f"worker {worker} stopped before recording the result; "
-                    f"check, then `cadence retry {touch_id}`",
-                )
-            )
             report.unknown += 1
-        add_history(conn, lead_id, now, "touch", {"touch": touch_id, "step": step_id, "status": "unknown"})
+        detail = {"touch": touch.id, "step": touch.step_id, "status": TouchStatus.UNKNOWN}
+        history.add(conn, touch.lead_id, now, HistoryKind.TOUCH, detail)
 
 
 def _expire_tasks(app: App, conn: Connection, now: datetime, report: SweepReport) -> None:
     days = app.settings.tasks.expire_after_days
-    open_tasks = conn.execute(
-        select(TouchT.c.id, TouchT.c.enrollment_id, TouchT.c.due_at).where(
-            TouchT.c.status == "task_open", TouchT.c.due_at < now - timedelta(days=1)
-        )
-    ).all()
-    for touch_id, enrollment_id, opened_at in open_tasks:
-        enrollment, lead = _enrollment_and_lead(conn, enrollment_id)
-        spec, _ = app.specs.get(conn, enrollment["version_id"])
-        planner = app.planner(spec, lead["timezone"], lead["country"])
+    for task in tasks.open_since_before(conn, now - timedelta(days=1)):
+        enrollment = enrollments.get(conn, task.enrollment_id)
+        lead = leads.get(conn, task.lead_id)
+        assert enrollment is not None and lead is not None
+        spec, _ = app.specs.get(conn, enrollment.version_id)
+        planner = app.planner(spec, lead.timezone, lead.country)
         cal = planner.calendar
-        last_day = cal.add_allowed_days(cal.local_date(opened_at), days)
-        deadline = cal.bounds(last_day)[1]
+        deadline = cal.bounds(cal.add_allowed_days(cal.local_date(task.due_at), days))[1]
         if now < deadline:
             continue
-        conn.execute(
-            update(TouchT)
-            .where(TouchT.c.id == touch_id)
-            .values(status="expired", done_at=now, error=f"not worked within {days} allowed days")
-        )
+        if not tasks.expire(conn, task.id, now, f"not worked within {days} allowed days"):
+            continue
         report.expired += 1
         on_event(
-            conn, app, lead["id"], "expired", now, cause="task expired", detail={"touch": touch_id},
-            channel="task", enrollments=[enrollment] if enrollment["state"] in ("active", "paused") else [],
+            conn, app, lead.id, Event.EXPIRED, now, cause="task expired", detail={"touch": task.id},
+            channel=Channel.TASK, enrollments=[enrollment] if enrollment.state in LIVE_STATES else [],
         )  # fmt: skip
-        enrollment = conn.execute(select(EnrollmentT).where(EnrollmentT.c.id == enrollment_id)).mappings().one()
-        if enrollment["state"] in ("active", "paused") and enrollment["pending_touch_id"] == touch_id:
-            index = enrollment["next_index"]
-            advance(conn, app, enrollment, planner, index, now, now)
-            if enrollment["state"] == "paused":  # the step is over; nothing is due until the pause ends
-                conn.execute(update(EnrollmentT).where(EnrollmentT.c.id == enrollment_id).values(next_due_at=None))
-
-
-def _enrollment_and_lead(conn: Connection, enrollment_id: int) -> tuple[Any, Any]:
-    enrollment = conn.execute(select(EnrollmentT).where(EnrollmentT.c.id == enrollment_id)).mappings().one()
-    lead = conn.execute(select(LeadT).where(LeadT.c.id == enrollment["lead_id"])).mappings().one()
-    return enrollment, lead
-
-
-def retry(app: App, touch_id: int, *, skip: bool = False) -> str:
-    """Resend an `unknown` touch (or, with skip, record it as not resent and move the lead on)."""
-    now = app.clock.now()
-    with app.engine.begin() as conn:
-        touch = conn.execute(select(TouchT).where(TouchT.c.id == touch_id)).mappings().first()
-        if touch is None:
-            raise RetryError(f"no touch {touch_id}")
-        if touch["status"] != "unknown":
-            raise RetryError(f"touch {touch_id} is {touch['status']}; only unknown touches can be retried")
-        enrollment, lead = _enrollment_and_lead(conn, touch["enrollment_id"])
-        if enrollment["state"] != "active":
-            raise RetryError(f"enrollment {enrollment['id']} is {enrollment['state']}; nothing to resend into")
-        if skip:
-            conn.execute(
-                update(TouchT)
-                .where(TouchT.c.id == touch_id)
-                .values(status="skipped", done_at=now, error="not resent (by hand)")
-            )
-            spec, _ = app.specs.get(conn, enrollment["version_id"])
-            planner = app.planner(spec, lead["timezone"], lead["country"])
-            advance(conn, app, enrollment, planner, touch["step_index"], now, now)
-            add_history(
-                conn, lead["id"], now, "touch", {"touch": touch_id, "status": "skipped"}, "cadence retry --skip"
-            )
-            return f"touch {touch_id} recorded as not resent; {lead['id']} moves on"
-        conn.execute(update(TouchT).where(TouchT.c.id == touch_id).values(status="scheduled", error=None))
-        conn.execute(
-            update(EnrollmentT)
-            .where(EnrollmentT.c.id == enrollment["id"])
-            .values(next_due_at=now, pending_touch_id=touch_id)
-        )
-        add_history(conn, lead["id"], now, "touch", {"touch": touch_id, "status": "scheduled"}, "cadence retry")
-    return f"touch {touch_id} will be resent on the next pass (inside the lead's window)"
+        current = enrollments.get(conn, enrollment.id)
+        if current is not None and current.state in LIVE_STATES and current.pending_touch_id == task.id:
+            assert current.next_index is not None
+            move_on(conn, app, current, planner, current.next_index, now, now)
+            if current.state == EnrollmentState.PAUSED:  # the step is over; nothing is due until the pause ends
+                enrollments.hold(conn, current.id)

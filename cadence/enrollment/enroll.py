@@ -4,33 +4,31 @@ A lead is in at most one live (active or paused) outbound sequence; opted-out an
 do-not-contact leads are refused; nothing is changed for a refused lead. Each
 accepted lead gets one enrollment row carrying its first step and its first due
 time, computed by the planner in the lead's own calendar. Rows are written in
-bulk, so enrolling 100,000 leads is a matter of seconds, and the partial unique
-index on live outbound enrollments backs the refusal rule against races.
+bulk (`store.enrolling`), so enrolling 100,000 leads is a matter of seconds, and
+the partial unique index on live outbound enrollments backs the refusal rule
+against races: a chunk that loses one is redone lead by lead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, select
-from sqlalchemy.exc import IntegrityError
-
-from cadence.app import App
-from cadence.plan.planner import Planner
-from cadence.spec.model import Sequence as SequenceSpec
-from cadence.store.bulk import insert_many
-from cadence.store.tables import Enrollment, History, Lead, Suppression
+from cadence.names import CLOSED_STAGES, SequenceKind, Stage
+from cadence.store import enrolling
+from cadence.store.enrolling import Batch, Candidate
+from cadence.store.errors import Conflict
 from cadence.store.versions import for_enrollment
 
-LeadT: Any = Lead.__table__  # type: ignore[attr-defined]
-EnrollmentT: Any = Enrollment.__table__  # type: ignore[attr-defined]
-HistoryT: Any = History.__table__  # type: ignore[attr-defined]
-SuppressionT: Any = Suppression.__table__  # type: ignore[attr-defined]
-LIVE = ("active", "paused")
-# Enrolling moves a lead to `working` (outbound) or `nurture`; a qualified or closed lead keeps its stage.
-STAGES_THAT_MOVE = ("new", "working", "nurture", "recycled")
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from cadence.app import App
+    from cadence.plan.planner import Planner
+    from cadence.spec.model import Sequence as SequenceSpec
+
 CHUNK = 2000
 
 
@@ -47,33 +45,22 @@ class EnrollReport:
 
 def _leads_and_refusals(
     conn: Connection, chunk: Sequence[str], spec: SequenceSpec
-) -> tuple[dict[str, Any], dict[str, str]]:
+) -> tuple[dict[str, Candidate], dict[str, str]]:
     """(lead id -> lead, lead id -> the reason it may not enroll) for the leads of `chunk` that exist.
 
-    One query: each lead joined to its live enrollments and to an email suppression of its
-    address, so a chunk costs one index-driven round trip whatever the refusal rules.
+    A live enrollment refuses first, then an opt-out, then do-not-contact or a closed stage.
     """
-    live = and_(EnrollmentT.c.lead_id == LeadT.c.id, EnrollmentT.c.state.in_(LIVE))
-    suppressed = and_(SuppressionT.c.channel == "email", SuppressionT.c.address == LeadT.c.email)
-    query = (
-        select(
-            LeadT.c.id, LeadT.c.email, LeadT.c.timezone, LeadT.c.country, LeadT.c.do_not_contact, LeadT.c.stage,
-            EnrollmentT.c.sequence_id.label("live_sequence"), EnrollmentT.c.kind.label("live_kind"),
-            EnrollmentT.c.enrolled_at.label("live_since"), SuppressionT.c.reason.label("opted_out"),
-        )
-        .select_from(LeadT.outerjoin(EnrollmentT, live).outerjoin(SuppressionT, suppressed))
-        .where(LeadT.c.id.in_(chunk))
-    )  # fmt: skip
-    leads: dict[str, Any] = {}
+    leads: dict[str, Candidate] = {}
     reasons: dict[str, str] = {}
     opted_out: dict[str, str] = {}
-    for row in conn.execute(query).all():
+    for row in enrolling.candidates(conn, chunk):
         lid = row.id
         leads[lid] = row
         if row.live_sequence is not None and (
-            row.live_sequence == spec.id or (spec.kind == "outbound" and row.live_kind == "outbound")
+            row.live_sequence == spec.id
+            or (spec.kind == SequenceKind.OUTBOUND and row.live_kind == SequenceKind.OUTBOUND)
         ):
-            when = row.live_since.date().isoformat()
+            when = row.live_since.date().isoformat() if row.live_since else "?"
             reasons[lid] = f"lead {lid} is already active in {row.live_sequence} (enrolled {when})"
         if row.opted_out is not None:
             opted_out[lid] = row.opted_out
@@ -82,7 +69,7 @@ def _leads_and_refusals(
     for lid, lead in leads.items():
         if lead.do_not_contact:
             reasons.setdefault(lid, f"lead {lid} is marked do-not-contact")
-        elif lead.stage in ("unsubscribed", "do_not_contact"):
+        elif lead.stage in CLOSED_STAGES:
             reasons.setdefault(lid, f"lead {lid} is in stage {lead.stage}")
     return leads, reasons
 
@@ -109,7 +96,7 @@ def enroll(
                 done, refused = _enroll_chunk(app, conn, spec, version_id, chunk, now, cause, report.version, planners)
             report.enrolled += done
             report.refused += refused
-        except IntegrityError:
+        except Conflict:
             # A concurrent enrollment won a race for some lead: redo this chunk lead by lead,
             # so the others still go in and the loser is refused with its reason.
             for lead_id in chunk:
@@ -120,7 +107,7 @@ def enroll(
                         )
                     report.enrolled += done
                     report.refused += refused
-                except IntegrityError:
+                except Conflict:
                     report.refused.append(
                         {"lead": lead_id, "reason": f"lead {lead_id} was enrolled elsewhere meanwhile"}
                     )
@@ -130,9 +117,13 @@ def enroll(
 
 
 def enroll_in(
-    conn: Connection, app: App, sequence_id: str, lead_ids: Sequence[str], now: Any, cause: str
+    conn: Connection, app: App, sequence_id: str, lead_ids: Sequence[str], now: datetime, cause: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Enroll inside the caller's transaction (rules, recycles, inbound leads): all or nothing with it."""
+    """Enroll inside the caller's transaction (rules, recycles, inbound leads): all or nothing with it.
+
+    A lost race raises `cadence.store.errors.Conflict`; the caller's transaction must roll
+    back, unless the call ran inside `store.enrolling.savepoint`.
+    """
     current = for_enrollment(conn, app.catalog, sequence_id, now)
     return _enroll_chunk(app, conn, current.spec, current.id, lead_ids, now, cause, current.version)
 
@@ -143,7 +134,7 @@ def _enroll_chunk(
     spec: SequenceSpec,
     version_id: int,
     chunk: Sequence[str],
-    now: Any,
+    now: datetime,
     cause: str,
     version: int,
     planners: dict[tuple[str | None, str | None], Planner] | None = None,
@@ -155,7 +146,10 @@ def _enroll_chunk(
     if planners is None:
         planners = {}
     leads, refused = _leads_and_refusals(conn, chunk, spec)
-    rows, history, enrolled, refusals = [], [], [], []
+    due: list[tuple[str, datetime]] = []
+    history: list[tuple[str, dict[str, Any]]] = []
+    enrolled: list[dict[str, Any]] = []
+    refusals: list[dict[str, str]] = []
     first = spec.steps[0]
     for lead_id in chunk:
         lead = leads.get(lead_id)
@@ -170,26 +164,17 @@ def _enroll_chunk(
         if planner is None:
             planner = planners[key] = app.planner(spec, lead.timezone, lead.country)
         try:
-            due = planner.first_due(now, lead_id)
+            first_due = planner.first_due(now, lead_id)
         except ValueError as exc:  # e.g. an `at` time outside this lead's window: nothing can be planned
             refusals.append({"lead": lead_id, "reason": f"cannot plan {spec.id} for lead {lead_id}: {exc}"})
             continue
-        due_iso = due.isoformat()
-        rows.append((lead_id, due))
-        detail = {"sequence": spec.id, "version": version, "first_step": first.id, "due_at": due_iso}
-        history.append((lead_id, detail))
+        due_iso = first_due.isoformat()
+        due.append((lead_id, first_due))
+        history.append((lead_id, {"sequence": spec.id, "version": version, "first_step": first.id, "due_at": due_iso}))
         enrolled.append({"lead": lead_id, "next_step": first.id, "next_due_at": due_iso})
-    if rows:
-        constant = {
-            "sequence_id": spec.id, "version_id": version_id, "kind": spec.kind, "state": "active",
-            "enrolled_at": now, "next_index": 0, "next_step": first.id, "dropped_channels": [],
-        }  # fmt: skip
-        insert_many(conn, EnrollmentT, ("lead_id", "next_due_at"), rows, constant)
-        insert_many(conn, HistoryT, ("lead_id", "detail"), history, {"at": now, "kind": "enrolled", "cause": cause})
-        stage = "working" if spec.kind == "outbound" else "nurture"
-        moving = [lead_id for lead_id, _ in rows if leads[lead_id].stage != stage]  # already there: nothing to write
-        if moving:
-            conn.execute(
-                LeadT.update().where(LeadT.c.id.in_(moving), LeadT.c.stage.in_(STAGES_THAT_MOVE)).values(stage=stage)
-            )
+    if due:
+        enrolling.add(conn, Batch(spec.id, version_id, spec.kind, first.id, now, cause), due, history)
+        stage = Stage.WORKING if spec.kind == SequenceKind.OUTBOUND else Stage.NURTURE
+        moving = [lead_id for lead_id, _ in due if leads[lead_id].stage != stage]  # already there: nothing to write
+        enrolling.move_stage(conn, moving, stage)
     return enrolled, refusals

@@ -17,22 +17,20 @@ next pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, or_, select, text, update
-from sqlalchemy.exc import IntegrityError
-
 from cadence.enrollment.enroll import enroll_in
-from cadence.enrollment.lead_import import LeadError, clean_row, normalize_email
-from cadence.outcomes.events import HistoryT, add_history
-from cadence.store.queries import LeadT
+from cadence.enrollment.lead_import import LeadError, clean_row, new_lead, normalize_email
+from cadence.names import HistoryKind
+from cadence.store import enrolling, history, leads
+from cadence.store.errors import Conflict
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from cadence.app import App
     from cadence.config import Settings
-
-_ROTATION_LOCK = 0x0CADE1ED
-ROTATION_KIND = "owner_assigned"
 
 
 class IntakeError(ValueError):
@@ -60,14 +58,15 @@ def find_lead(app: App, ref: str) -> str | None:
     if not ref:
         return None
     with app.engine.connect() as conn:
-        found = conn.execute(select(LeadT.c.id).where(LeadT.c.id == ref)).scalar()
-        if found is None and "@" in ref:
-            try:
-                email = normalize_email(ref)
-            except LeadError:
-                return None
-            found = conn.execute(select(LeadT.c.id).where(LeadT.c.email == email)).scalar()
-    return found
+        if leads.exists(conn, ref):
+            return ref
+        if "@" not in ref:
+            return None
+        try:
+            email = normalize_email(ref)
+        except LeadError:
+            return None
+        return leads.id_by_email(conn, email)
 
 
 def _as_cells(payload: dict[str, Any]) -> dict[str, str | None]:
@@ -88,10 +87,7 @@ def _as_cells(payload: dict[str, Any]) -> dict[str, str | None]:
 def next_owner(conn: Connection, settings: Settings) -> str:
     """The sender after the one the rotation picked last (the first sender to begin with)."""
     ids = [s.id for s in settings.senders]
-    last = conn.execute(
-        select(HistoryT.c.detail).where(HistoryT.c.kind == ROTATION_KIND).order_by(HistoryT.c.id.desc()).limit(1)
-    ).scalar()
-    previous = (last or {}).get("owner")
+    previous = (history.last_detail(conn, HistoryKind.OWNER_ASSIGNED) or {}).get("owner")
     return ids[(ids.index(previous) + 1) % len(ids)] if previous in ids else ids[0]
 
 
@@ -117,17 +113,16 @@ def take_lead(app: App, payload: dict[str, Any]) -> Intake:
     custom = values.pop("fields", {})
     now = app.clock.now()
     with app.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ROTATION_LOCK})
+        leads.take_rotation_turn(conn)
         lead_id, created, owner = _save(conn, settings, values, custom, now)
         result = Intake(lead_id, owner, created, None, None)
         if not sequence:
             result.refused = "no sequence named in the request and no inbound_sequence in config.yaml"
             return result
         try:
-            with conn.begin_nested():
+            with enrolling.savepoint(conn):
                 enrolled, refused = enroll_in(conn, app, sequence, [lead_id], now, "inbound lead")
-        except IntegrityError:  # a concurrent enrollment won the race for this lead
+        except Conflict:  # a concurrent enrollment won the race for this lead: the lead stays saved
             enrolled, refused = [], [{"reason": f"lead {lead_id} was enrolled elsewhere meanwhile"}]
         if enrolled:
             first = enrolled[0]
@@ -142,55 +137,47 @@ def take_lead(app: App, payload: dict[str, Any]) -> Intake:
 
 
 def _save(
-    conn: Connection, settings: Settings, values: dict[str, Any], custom: dict[str, Any], now: Any
+    conn: Connection, settings: Settings, values: dict[str, Any], custom: dict[str, Any], now: datetime
 ) -> tuple[str, bool, str | None]:
     """Insert or update (matched by id, then email); returns (lead id, created, owner).
 
     A new lead's custom fields carry `source: inbound` unless the request says otherwise.
     """
     email = values.get("email")
-    query = select(LeadT.c.id, LeadT.c.email, LeadT.c.owner, LeadT.c.fields).where(
-        or_(LeadT.c.id == values["id"], LeadT.c.email == email) if email else LeadT.c.id == values["id"]
-    )
-    matches = {row.id: row for row in conn.execute(query)}
+    matches = {lead.id: lead for lead in leads.matching(conn, [values["id"]], [email] if email else [])}
     existing = matches.get(values["id"])
-    holder = next((row for row in matches.values() if email and row.email == email), None)
+    holder = next((lead for lead in matches.values() if email and lead.email == email), None)
     if holder is not None and existing is not None and holder.id != existing.id:
         raise IntakeError(f"email {email} already belongs to lead {holder.id}")
     existing = existing or holder
     if existing is not None:
         lead_id = existing.id
         owner = values.get("owner") or existing.owner
-        changes = {**values, "id": lead_id, "fields": {**(existing.fields or {}), **custom}, "updated_at": now}
+        changes = {**values, "fields": {**(existing.fields or {}), **custom}, "updated_at": now}
+        changes.pop("id")
         rotated = not owner
         if rotated:
             owner = changes["owner"] = next_owner(conn, settings)
         if email and email != existing.email:
             changes["email_invalid"] = False
-        conn.execute(update(LeadT).where(LeadT.c.id == lead_id).values(**changes))
+        leads.change(conn, lead_id, changes)
         if rotated:
             _assigned(conn, lead_id, owner, now)
-        add_history(conn, lead_id, now, "updated", {"source": "inbound"}, "inbound lead")
+        history.add(conn, lead_id, now, HistoryKind.UPDATED, {"source": "inbound"}, "inbound lead")
         return lead_id, False, owner
     if "email" not in values and "phone" not in values:
         raise IntakeError("a new lead needs an email or a phone")
     lead_id = values["id"]
     given = values.get("owner")
     owner = given or next_owner(conn, settings)
-    lead = {
-        "id": lead_id, "email": None, "phone": None, "first_name": None, "last_name": None, "company": None,
-        "title": None, "timezone": None, "country": None, "score": None, "sms_consent": False,
-        "stage": "new", "do_not_contact": False, "email_invalid": False, "phone_invalid": False,
-        "created_at": now, "updated_at": now, **values, "owner": owner,
-        "fields": {"source": "inbound", **custom},
-    }  # fmt: skip
-    conn.execute(LeadT.insert().values(**lead))
-    add_history(conn, lead_id, now, "created", {"source": "inbound", "owner": owner}, "inbound lead")
+    leads.add_many(conn, [new_lead({**values, "fields": {"source": "inbound", **custom}}, owner, now)])
+    history.add(conn, lead_id, now, HistoryKind.CREATED, {"source": "inbound", "owner": owner}, "inbound lead")
     if not given:
         _assigned(conn, lead_id, owner, now)
     return lead_id, True, owner
 
 
-def _assigned(conn: Connection, lead_id: str, owner: str, now: Any) -> None:
+def _assigned(conn: Connection, lead_id: str, owner: str | None, now: datetime) -> None:
     """Remember the rotation's pick (the next request starts after it)."""
-    add_history(conn, lead_id, now, ROTATION_KIND, {"owner": owner, "rotation": "inbound"}, "round-robin")
+    detail = {"owner": owner, "rotation": "inbound"}
+    history.add(conn, lead_id, now, HistoryKind.OWNER_ASSIGNED, detail, "round-robin")

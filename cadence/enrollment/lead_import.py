@@ -15,15 +15,20 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Engine, or_, select, update
 
-from cadence.config import Settings
+from cadence.names import Stage
 from cadence.plan import timing
-from cadence.store.tables import Lead
+from cadence.store import leads
+from cadence.store.rows import LeadRow
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+
+    from cadence.config import Settings
 
 STANDARD = (
     "id", "email", "phone", "first_name", "last_name", "company", "title",
@@ -32,7 +37,6 @@ STANDARD = (
 _TRUE = {"1", "true", "yes", "y", "t", "x"}
 _FALSE = {"0", "false", "no", "n", "f", ""}
 CHUNK = 1000
-LeadTable: Any = Lead.__table__  # type: ignore[attr-defined]
 
 
 class LeadError(ValueError):
@@ -203,22 +207,30 @@ def import_leads(
     return report
 
 
+def new_lead(values: dict[str, Any], owner: str, now: datetime) -> LeadRow:
+    """A lead to insert: `values` (as `clean_row` gives them) over the blanks, in stage `new`, with no flag set."""
+    blank: dict[str, Any] = {
+        "id": values["id"], "email": None, "phone": None, "first_name": None, "last_name": None, "company": None,
+        "title": None, "timezone": None, "country": None, "score": None, "sms_consent": False, "stage": Stage.NEW,
+        "do_not_contact": False, "email_invalid": False, "phone_invalid": False, "fields": {},
+        "created_at": now, "updated_at": now,
+    }  # fmt: skip
+    return LeadRow(**{**blank, **values, "owner": owner})
+
+
 def _upsert_chunk(
-    conn: Any, cleaned: list[tuple[int, dict[str, Any]]], settings: Settings, now: datetime, report: ImportReport
+    conn: Connection, cleaned: list[tuple[int, dict[str, Any]]], settings: Settings, now: datetime, report: ImportReport
 ) -> None:
     ids = [v["id"] for _, v in cleaned]
     emails = [v["email"] for _, v in cleaned if "email" in v]
     existing: dict[str, dict[str, Any]] = {}
     by_email: dict[str, str] = {}
     if cleaned:
-        query = select(LeadTable.c.id, LeadTable.c.email, LeadTable.c.fields).where(
-            or_(LeadTable.c.id.in_(ids), LeadTable.c.email.in_(emails))
-        )
-        for lead_id, email, fields in conn.execute(query):
-            existing[lead_id] = {"email": email, "fields": fields or {}}
-            if email:
-                by_email[email] = lead_id
-    inserts: dict[str, dict[str, Any]] = {}
+        for lead in leads.matching(conn, ids, emails):
+            existing[lead.id] = {"email": lead.email, "fields": lead.fields or {}}
+            if lead.email:
+                by_email[lead.email] = lead.id
+    inserts: dict[str, LeadRow] = {}
     updates: list[dict[str, Any]] = []
     for row_number, values in cleaned:
         lead_id = values["id"]
@@ -238,35 +250,29 @@ def _upsert_chunk(
             report.updated += 1
         elif lead_id in inserts:
             merged = inserts[lead_id]
-            merged.update({k: v for k, v in values.items() if k != "fields"})
-            merged["fields"] = {**merged["fields"], **values.get("fields", {})}
+            inserts[lead_id] = merged._replace(
+                **{k: v for k, v in values.items() if k != "fields"},
+                fields={**merged.fields, **values.get("fields", {})},
+            )
             report.updated += 1
         elif "email" not in values and "phone" not in values:
             # an update may leave both blank (blank keeps what is stored); a new lead needs a way to reach it
             report.rejected.append({"row": row_number, "error": "row needs an email or a phone"})
             continue
         else:
-            lead = {
-                "id": lead_id, "email": None, "phone": None, "first_name": None, "last_name": None,
-                "company": None, "title": None, "timezone": None, "country": None, "score": None,
-                "owner": values.get("owner") or owner_for(lead_id, settings), "sms_consent": False,
-                "stage": "new", "do_not_contact": False, "email_invalid": False, "phone_invalid": False,
-                "fields": {}, "created_at": now, "updated_at": now,
-            }  # fmt: skip
-            lead.update(values)
-            inserts[lead_id] = lead
+            inserts[lead_id] = new_lead(values, values.get("owner") or owner_for(lead_id, settings), now)
             report.imported += 1
         if email:
             by_email[email] = lead_id
-    if inserts:
-        conn.execute(LeadTable.insert(), list(inserts.values()))
+    leads.add_many(conn, list(inserts.values()))
     for values in updates:
         lead_id = values.pop("id")
-        if "email" in values:
-            values["email_invalid"] = False if values["email"] != existing[lead_id]["email"] else None
-            if values["email_invalid"] is None:
-                del values["email_invalid"]
-        conn.execute(update(LeadTable).where(LeadTable.c.id == lead_id).values(**values))
+        if "email" in values and values["email"] != existing[lead_id]["email"]:
+            values["email_invalid"] = False  # a new address has not bounced yet
+        leads.change(conn, lead_id, values)
 
 
-__all__ = ["ImportReport", "LeadError", "clean_row", "count_rows", "import_leads", "read_rows"]
+__all__ = [
+    "ImportReport", "LeadError", "clean_row", "count_rows", "import_leads", "new_lead", "normalize_email",
+    "normalize_phone", "owner_for", "read_rows",
+]  # fmt: skip

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
-from cadence.app import App
-from cadence.enrollment.status import LeadT, UnknownLead
+from cadence.enrollment.status import UnknownLead
 from cadence.plan.render import RenderError
 from cadence.plan.template_context import template_context
 from cadence.plan.variants import assign
+from cadence.store import leads
+from cadence.store.rows import LeadRow
+
+if TYPE_CHECKING:
+    from cadence.app import App
+    from cadence.config import Sender
+    from cadence.spec.model import Sequence, Step
 
 
 @dataclass(frozen=True)
@@ -32,22 +36,22 @@ def preview(
 ) -> dict[str, Any]:
     loaded = app.catalog.get(sequence_id)
     spec = loaded.spec
-    lead: Any = None
+    lead: LeadRow | None = None
     if lead_id is not None:
         with app.engine.connect() as conn:
-            lead = conn.execute(select(LeadT).where(LeadT.c.id == lead_id)).mappings().first()
+            lead = leads.get(conn, lead_id)
         if lead is None:
             raise UnknownLead(lead_id)
-        tz, country, key = lead["timezone"], lead["country"], lead_id
+        tz, country, key = lead.timezone, lead.country, lead_id
     else:
         h = hypothetical or Hypothetical(None, None)
         tz, country, key = h.timezone, h.country, "preview"
     planner = app.planner(spec, tz, country)
     begin = start or app.clock.now()
     sender = None
-    if lead is not None and lead["owner"]:
+    if lead is not None and lead.owner:
         try:
-            sender = app.settings.sender(lead["owner"])
+            sender = app.settings.sender(lead.owner)
         except KeyError:
             sender = None
     steps = []
@@ -78,7 +82,9 @@ def preview(
     }
 
 
-def _rendered(app: App, spec: Any, step: Any, lead: Any, sender: Any, key: str) -> dict[str, Any]:
+def _rendered(
+    app: App, spec: Sequence, step: Step, lead: LeadRow | None, sender: Sender | None, key: str
+) -> dict[str, Any]:
     renderer = app.renderer
     if lead is None:  # a hypothetical lead: show the template with placeholder values
         out: dict[str, Any] = {}

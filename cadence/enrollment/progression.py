@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from cadence.names import HistoryKind, Outcome
+from cadence.names import Outcome
 from cadence.plan.planner import Planner
-from cadence.store import enrollments, history
+from cadence.store import enrollments
 from cadence.store.enrollments import Move
 from cadence.store.rows import EnrollmentRow
 
@@ -96,14 +96,4 @@ def advance_many(
 
 
 def _completes(conn: Connection, enrollment: EnrollmentRow, now: datetime) -> bool:
-    if not enrollments.finish(conn, enrollment.id, Outcome.COMPLETED, now):
-        return False
-    history.add(
-        conn,
-        enrollment.lead_id,
-        now,
-        HistoryKind.FINISHED,
-        {"enrollment": enrollment.id, "outcome": Outcome.COMPLETED},
-        "sequence ran out of steps",
-    )
-    return True
+    return enrollments.finish(conn, enrollment, Outcome.COMPLETED, now, "sequence ran out of steps")

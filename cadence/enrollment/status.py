@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from cadence.names import EnrollmentState, TouchStatus
+from cadence.store import leads, views
 
-from cadence.app import App
-from cadence.store.tables import Enrollment, Lead, SequenceVersion, Touch
-
-LeadT: Any = Lead.__table__  # type: ignore[attr-defined]
-EnrollmentT: Any = Enrollment.__table__  # type: ignore[attr-defined]
-TouchT: Any = Touch.__table__  # type: ignore[attr-defined]
-VersionT: Any = SequenceVersion.__table__  # type: ignore[attr-defined]
+if TYPE_CHECKING:
+    from cadence.app import App
 
 
 class UnknownLead(KeyError):
@@ -22,45 +18,39 @@ class UnknownLead(KeyError):
 
 def lead_status(app: App, lead_id: str) -> dict[str, Any]:
     with app.engine.connect() as conn:
-        lead = conn.execute(select(LeadT).where(LeadT.c.id == lead_id)).mappings().first()
+        lead = leads.get(conn, lead_id)
         if lead is None:
             raise UnknownLead(lead_id)
-        enrollments = conn.execute(
-            select(EnrollmentT, VersionT.c.version)
-            .join(VersionT, VersionT.c.id == EnrollmentT.c.version_id)
-            .where(EnrollmentT.c.lead_id == lead_id)
-            .order_by(EnrollmentT.c.enrolled_at, EnrollmentT.c.id)
-        ).mappings()
         upcoming: list[dict[str, Any]] = []
         enrollment_list = []
-        for e in enrollments:
-            spec, _ = app.specs.get(conn, e["version_id"])
-            next_channel = spec.step(e["next_step"]).channel if e["next_step"] else None
+        for e, version in views.enrollments_of(conn, lead_id):
+            spec, _ = app.specs.get(conn, e.version_id)
+            next_channel = spec.step(e.next_step).channel if e.next_step else None
             enrollment_list.append(
                 {
-                    "id": e["id"],
-                    "sequence": e["sequence_id"],
-                    "kind": e["kind"],
-                    "state": e["state"],
-                    "version": e["version"],
-                    "enrolled_at": e["enrolled_at"],
-                    "next_step": e["next_step"],
-                    "next_due_at": e["next_due_at"],
-                    "paused_until": e["paused_until"],
-                    "finished_at": e["finished_at"],
-                    "outcome": e["outcome"],
+                    "id": e.id,
+                    "sequence": e.sequence_id,
+                    "kind": e.kind,
+                    "state": e.state,
+                    "version": version,
+                    "enrolled_at": e.enrolled_at,
+                    "next_step": e.next_step,
+                    "next_due_at": e.next_due_at,
+                    "paused_until": e.paused_until,
+                    "finished_at": e.finished_at,
+                    "outcome": e.outcome,
                 }
             )
             # The next planned touch of a live enrollment shows as `scheduled` until it is claimed.
-            if e["state"] == "active" and e["next_due_at"] and e["pending_touch_id"] is None:
+            if e.state == EnrollmentState.ACTIVE and e.next_due_at and e.pending_touch_id is None:
                 upcoming.append(
                     {
                         "id": None,
-                        "sequence": e["sequence_id"],
-                        "step": e["next_step"],
+                        "sequence": e.sequence_id,
+                        "step": e.next_step,
                         "channel": next_channel,
-                        "status": "scheduled",
-                        "due_at": e["next_due_at"],
+                        "status": TouchStatus.SCHEDULED,
+                        "due_at": e.next_due_at,
                         "sent_at": None,
                         "variant": None,
                         "subject": None,
@@ -71,28 +61,25 @@ def lead_status(app: App, lead_id: str) -> dict[str, Any]:
                         "disposition": None,
                     }
                 )
-        touches = conn.execute(
-            select(TouchT).where(TouchT.c.lead_id == lead_id).order_by(TouchT.c.due_at, TouchT.c.id)
-        ).mappings()
         touch_list = [
             {
-                "id": t["id"],
-                "sequence": t["sequence_id"],
-                "step": t["step_id"],
-                "channel": t["channel"],
-                "status": t["status"],
-                "due_at": t["due_at"],
-                "sent_at": t["sent_at"],
-                "variant": t["variant"],
-                "subject": t["subject"],
-                "error": t["error"],
-                "attempts": t["attempts"],
-                "message_id": t["message_id"],
-                "delivery": t["delivery"],
-                "disposition": t["disposition"],
+                "id": t.id,
+                "sequence": t.sequence_id,
+                "step": t.step_id,
+                "channel": t.channel,
+                "status": t.status,
+                "due_at": t.due_at,
+                "sent_at": t.sent_at,
+                "variant": t.variant,
+                "subject": t.subject,
+                "error": t.error,
+                "attempts": t.attempts,
+                "message_id": t.message_id,
+                "delivery": t.delivery,
+                "disposition": t.disposition,
             }
-            for t in touches
+            for t in views.touches_of(conn, lead_id)
         ] + upcoming
-    lead_out = {k: v for k, v in dict(lead).items() if k not in ("created_at", "updated_at")}
-    lead_out["created_at"] = lead["created_at"]
+    lead_out = {k: v for k, v in lead._asdict().items() if k not in ("created_at", "updated_at")}
+    lead_out["created_at"] = lead.created_at
     return {"lead": lead_out, "enrollments": enrollment_list, "touches": touch_list}

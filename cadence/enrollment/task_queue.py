@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from cadence.store import views
 
-from cadence.app import App
-from cadence.store.queries import EnrollmentT, LeadT, TouchT
+if TYPE_CHECKING:
+    from cadence.app import App
 
 DUE_CHOICES = ("today", "overdue", "all")
 
@@ -19,33 +19,24 @@ def task_queue(
     if due not in DUE_CHOICES:
         raise ValueError(f"--due must be one of {', '.join(DUE_CHOICES)}")
     now = now or app.clock.now()
-    query = (
-        select(TouchT, LeadT.c.first_name, LeadT.c.last_name, LeadT.c.company, LeadT.c.phone, LeadT.c.email,
-               LeadT.c.score, LeadT.c.timezone, LeadT.c.country, EnrollmentT.c.version_id)
-        .join(LeadT, LeadT.c.id == TouchT.c.lead_id)
-        .join(EnrollmentT, EnrollmentT.c.id == TouchT.c.enrollment_id)
-        .where(TouchT.c.status == "task_open")
-    )  # fmt: skip
-    if owner:
-        query = query.where(TouchT.c.owner == owner)
-    out = []
+    out: list[dict[str, Any]] = []
     with app.engine.connect() as conn:
-        for row in conn.execute(query).mappings():
-            spec, _ = app.specs.get(conn, row["version_id"])
-            cal = app.planner(spec, row["timezone"], row["country"]).calendar
-            due_day, today = cal.local_date(row["due_at"]), cal.local_date(now)
+        for task, lead, version_id in views.open_tasks(conn, owner):
+            spec, _ = app.specs.get(conn, version_id)
+            cal = app.planner(spec, lead.timezone, lead.country).calendar
+            due_day, today = cal.local_date(task.due_at), cal.local_date(now)
             when = "overdue" if due_day < today else ("today" if due_day == today else "later")
             if due != "all" and when != due:
                 continue
             out.append(
                 {
-                    "id": row["id"], "owner": row["owner"], "due": when, "due_on": due_day.isoformat(),
+                    "id": task.id, "owner": task.owner, "due": when, "due_on": due_day.isoformat(),
                     "lead": {
-                        "id": row["lead_id"], "name": " ".join(filter(None, [row["first_name"], row["last_name"]])),
-                        "company": row["company"], "phone": row["phone"], "email": row["email"], "score": row["score"],
+                        "id": task.lead_id, "name": " ".join(filter(None, [lead.first_name, lead.last_name])),
+                        "company": lead.company, "phone": lead.phone, "email": lead.email, "score": lead.score,
                     },
-                    "sequence": row["sequence_id"], "step": row["step_id"], "channel": row["channel"],
-                    "title": row["subject"], "script": row["body"],
+                    "sequence": task.sequence_id, "step": task.step_id, "channel": task.channel,
+                    "title": task.subject, "script": task.body,
                 }
             )  # fmt: skip
     rank = {"overdue": 0, "today": 1, "later": 2}

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from cadence.names import Channel, Event
 from cadence.plan.planner import Planner
 from cadence.plan.rules import Situation, decide
 from cadence.plan.timing import parse_time_of_day
@@ -48,7 +49,7 @@ from cadence.spec.model import CHANNELS, Step
 from cadence.spec.model import Sequence as SequenceSpec
 from cadence.spec.rules import Rule
 
-REPLY_EVENT = {"email": "replied", "sms": "sms_reply"}
+REPLY_EVENT: dict[str, Event] = {Channel.EMAIL: Event.REPLIED, Channel.SMS: Event.SMS_REPLY}
 
 
 @dataclass

@@ -40,39 +40,36 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, case, func, or_, select, type_coerce
-
 from cadence.clock import parse_instant
+from cadence.names import MESSAGE_CHANNELS, TASK_CHANNELS, EnrollmentState, Event, Outcome, Stage, TouchStatus
 from cadence.plan.timing import local_to_utc, zone
 from cadence.spec.model import Sequence
-from cadence.store.queries import EnrollmentT, TouchT
-from cadence.store.tables import History, SequenceVersion
-from cadence.store.types import UTCDateTime
+from cadence.store import reports
+from cadence.store.versions import published
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from cadence.app import App
 
-HistoryT: Any = History.__table__  # type: ignore[attr-defined]
-VersionT: Any = SequenceVersion.__table__  # type: ignore[attr-defined]
-MESSAGES = ("email", "sms")
-TASKS = ("call", "task")
 # History event name -> the report's count it feeds.
-EVENT_COUNTS = {
-    "replied": "replied",
-    "sms_reply": "replied",
-    "bounced": "bounced",
-    "unsubscribed": "unsubscribed",
-    "sms_stop": "sms_stops",
-    "meeting_booked": "meetings",
+EVENT_COUNTS: dict[str, str] = {
+    Event.REPLIED: "replied",
+    Event.SMS_REPLY: "replied",
+    Event.BOUNCED: "bounced",
+    Event.UNSUBSCRIBED: "unsubscribed",
+    Event.SMS_STOP: "sms_stops",
+    Event.MEETING_BOOKED: "meetings",
 }
 EVENT_KEYS = ("replied", "bounced", "unsubscribed", "sms_stops", "meetings")
-MEETING_DISPOSITION = "meeting_booked"
-STATUS_COUNTS = {
-    "sent": "sent",
-    "failed": "failed",
-    "skipped": "skipped",
-    "done": "tasks_done",
-    "expired": "tasks_expired",
+MEETING_DISPOSITION = "meeting_booked"  # the disposition code that books a meeting (config.yaml's word)
+# Touch status -> the report's count it feeds.
+STATUS_COUNTS: dict[str, str] = {
+    TouchStatus.SENT: "sent",
+    TouchStatus.FAILED: "failed",
+    TouchStatus.SKIPPED: "skipped",
+    TouchStatus.DONE: "tasks_done",
+    TouchStatus.EXPIRED: "tasks_expired",
 }
 TOUCH_KEYS = ("sent", "failed", "skipped", "tasks_opened", "tasks_done", "tasks_expired")
 
@@ -97,9 +94,9 @@ class Counts:
 
     @property
     def reached(self) -> int:
-        if self.channel in MESSAGES:
+        if self.channel in MESSAGE_CHANNELS:
             return self.touches["sent"]
-        if self.channel in TASKS:
+        if self.channel in TASK_CHANNELS:
             return self.touches["tasks_done"]
         return self.touches["sent"] + self.touches["tasks_done"]
 
@@ -150,12 +147,12 @@ class SequenceReport:
             "name": self.name,
             "kind": self.kind,
             "enrolled": self.enrolled,
-            "active": self.states["active"],
-            "paused": self.states["paused"],
+            "active": self.states[EnrollmentState.ACTIVE],
+            "paused": self.states[EnrollmentState.PAUSED],
             "finished": dict(sorted(self.finished.items())),
-            "qualified": self.finished["qualified"],
-            "disqualified": self.finished["disqualified"],
-            "recycled": self.finished["recycled"],
+            "qualified": self.finished[Stage.QUALIFIED],
+            "disqualified": self.finished[Stage.DISQUALIFIED],
+            "recycled": self.finished[Outcome.RECYCLED],
             "contacted": self.contacted,
             **{key: touches[key] for key in TOUCH_KEYS},
             "dispositions": {code: dispositions[code] for code in codes},
@@ -182,27 +179,6 @@ class Report:
 
 def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
-
-
-def _touch_time(t: Any) -> Any:
-    """When a touch happened: sent messages at `sent_at`, tasks when done, anything else when settled."""
-    return type_coerce(
-        case(
-            (t.c.channel.in_(MESSAGES), func.coalesce(t.c.sent_at, t.c.done_at)),
-            else_=func.coalesce(t.c.done_at, t.c.sent_at),
-        ),
-        UTCDateTime(),
-    )
-
-
-def _reached(t: Any) -> Any:
-    return and_(
-        t.c.step_index >= 0,
-        or_(
-            and_(t.c.channel.in_(MESSAGES), t.c.status == "sent"),
-            and_(t.c.channel.in_(TASKS), t.c.status == "done"),
-        ),
-    )
 
 
 def build_report(app: App, *, sequence_id: str | None = None, since: datetime | None = None) -> Report:
@@ -244,15 +220,15 @@ def build_report(app: App, *, sequence_id: str | None = None, since: datetime | 
                 else:
                     counts.dispositions[code] += n
 
-        for row in _touch_counts(conn, since):
+        for row in reports.step_counts(conn, list(STATUS_COUNTS), since):
             add(row.sequence_id, row.step_id, row.channel, row.variant, STATUS_COUNTS[row.status], row.n)
-            if row.disposition is not None and row.status == "done":
+            if row.disposition is not None and row.status == TouchStatus.DONE:
                 if row.disposition not in codes:
                     codes.append(row.disposition)  # a code since removed from config.yaml still shows
                 add(row.sequence_id, row.step_id, row.channel, row.variant, "", row.n, code=row.disposition)
-        for row in _tasks_opened(conn, since):
-            add(row.sequence_id, row.step_id, row.channel, row.variant, "tasks_opened", row.n)
-        for sid, n in _contacted(conn, since):
+        for opened in reports.tasks_opened(conn, since):
+            add(opened.sequence_id, opened.step_id, opened.channel, opened.variant, "tasks_opened", opened.n)
+        for sid, n in reports.contacted(conn, since):
             if sid in by_id:
                 by_id[sid].contacted = n
         _enrollment_counts(conn, since, by_id)
@@ -281,126 +257,38 @@ def build_report(app: App, *, sequence_id: str | None = None, since: datetime | 
 def _specs(conn: Connection, app: App) -> dict[str, Sequence | None]:
     """Every sequence the store knows (its latest published version) or sequences/ holds (the file)."""
     out: dict[str, Sequence | None] = {}
-    latest = (
-        select(VersionT.c.sequence_id, func.max(VersionT.c.version).label("version"))
-        .group_by(VersionT.c.sequence_id)
-        .subquery()
-    )
-    rows = conn.execute(
-        select(VersionT.c.sequence_id, VersionT.c.spec).join(
-            latest, and_(latest.c.sequence_id == VersionT.c.sequence_id, latest.c.version == VersionT.c.version)
-        )
-    )
-    for sid, spec in rows:
-        out[sid] = Sequence.model_validate(spec)
+    for sid, row in published(conn).items():
+        out[sid] = Sequence.model_validate(row.spec)
     for sid, loaded in app.catalog.sequences.items():
         out.setdefault(sid, loaded.spec)
-    for (sid,) in conn.execute(select(EnrollmentT.c.sequence_id).distinct()):
+    for sid in reports.enrolled_sequences(conn):
         out.setdefault(sid, None)
     return out
 
 
-def _touch_counts(conn: Connection, since: datetime | None) -> list[Any]:
-    happened = type_coerce(case((TouchT.c.status == "sent", TouchT.c.sent_at), else_=TouchT.c.done_at), UTCDateTime())
-    query = (
-        select(
-            TouchT.c.sequence_id, TouchT.c.step_id, TouchT.c.channel, TouchT.c.variant, TouchT.c.status,
-            TouchT.c.disposition, func.count().label("n"),
-        )
-        .where(TouchT.c.step_index >= 0, TouchT.c.status.in_(list(STATUS_COUNTS)))
-        .group_by(
-            TouchT.c.sequence_id, TouchT.c.step_id, TouchT.c.channel, TouchT.c.variant, TouchT.c.status,
-            TouchT.c.disposition,
-        )
-    )  # fmt: skip
-    if since is not None:
-        query = query.where(happened >= since)
-    return list(conn.execute(query))
-
-
-def _tasks_opened(conn: Connection, since: datetime | None) -> list[Any]:
-    """Calls and tasks put in a rep's queue (a task's `sent_at` is when it opened)."""
-    query = (
-        select(TouchT.c.sequence_id, TouchT.c.step_id, TouchT.c.channel, TouchT.c.variant, func.count().label("n"))
-        .where(TouchT.c.step_index >= 0, TouchT.c.channel.in_(TASKS), TouchT.c.sent_at.is_not(None))
-        .group_by(TouchT.c.sequence_id, TouchT.c.step_id, TouchT.c.channel, TouchT.c.variant)
-    )
-    if since is not None:
-        query = query.where(TouchT.c.sent_at >= since)
-    return list(conn.execute(query))
-
-
-def _contacted(conn: Connection, since: datetime | None) -> list[Any]:
-    query = (
-        select(TouchT.c.sequence_id, func.count(func.distinct(TouchT.c.lead_id)))
-        .where(_reached(TouchT))
-        .group_by(TouchT.c.sequence_id)
-    )
-    if since is not None:
-        query = query.where(_touch_time(TouchT) >= since)
-    return list(conn.execute(query))
-
-
 def _enrollment_counts(conn: Connection, since: datetime | None, by_id: dict[str, SequenceReport]) -> None:
-    e = EnrollmentT.c
-    enrolled = select(e.sequence_id, func.count()).group_by(e.sequence_id)
-    finished = (
-        select(e.sequence_id, e.outcome, func.count()).where(e.state == "finished").group_by(e.sequence_id, e.outcome)
-    )
-    if since is not None:
-        enrolled = enrolled.where(e.enrolled_at >= since)
-        finished = finished.where(e.finished_at >= since)
-    for sid, n in conn.execute(enrolled):
+    for sid, n in reports.enrolled_counts(conn, since):
         if sid in by_id:
             by_id[sid].enrolled = n
-    for sid, state, n in conn.execute(select(e.sequence_id, e.state, func.count()).group_by(e.sequence_id, e.state)):
+    for sid, state, n in reports.state_counts(conn):
         if sid in by_id:
             by_id[sid].states[state] = n
-    for sid, outcome, n in conn.execute(finished):
+    for sid, outcome, n in reports.finished_counts(conn, since):
         if sid in by_id:
             by_id[sid].finished[outcome or "unknown"] = n
 
 
 def _credits(conn: Connection, since: datetime | None) -> list[dict[str, Any]]:
     """Every counted event with the touch it is credited to (None when no touch came before it)."""
-    event = HistoryT.c.detail["event"].as_string()
-    last = TouchT.alias("last_touch")
-    last_touch = (
-        select(last.c.id)
-        .where(last.c.lead_id == HistoryT.c.lead_id, _reached(last), _touch_time(last) <= HistoryT.c.at)
-        .order_by(_touch_time(last).desc(), last.c.id.desc())
-        .limit(1)
-        .correlate(HistoryT)
-        .scalar_subquery()
-    )
-    named = HistoryT.c.detail["touch"].as_integer()
-    credited = case((event == "bounced", func.coalesce(named, last_touch)), else_=last_touch)
-    events = select(HistoryT.c.lead_id, event.label("event"), credited.label("touch_id")).where(
-        HistoryT.c.kind == "event", event.in_(list(EVENT_COUNTS))
-    )
-    if since is not None:
-        events = events.where(HistoryT.c.at >= since)
-    ev = events.subquery()
-    rows = conn.execute(
-        select(
-            ev.c.lead_id, ev.c.event, ev.c.touch_id, TouchT.c.sequence_id, TouchT.c.step_id, TouchT.c.channel,
-            TouchT.c.variant, TouchT.c.step_index, _touch_time(TouchT).label("touched_at"),
-        ).select_from(ev.outerjoin(TouchT, TouchT.c.id == ev.c.touch_id))
-    ).mappings()  # fmt: skip
     out: list[dict[str, Any]] = []
-    for row in rows:
-        credit = {**row, "key": EVENT_COUNTS[row["event"]]}
-        if row["touch_id"] is not None and (row["step_index"] is None or row["step_index"] < 0):
+    for row in reports.credits(conn, list(EVENT_COUNTS), since):
+        credit = {**row._asdict(), "key": EVENT_COUNTS[row.event]}
+        if row.touch_id is not None and (row.step_index is None or row.step_index < 0):
             credit["touch_id"] = None  # a named touch outside the steps credits no step
-        if since is not None and credit["touch_id"] is not None and row["touched_at"] < since:
-            continue  # earned by a touch before the period
+        if since is not None and credit["touch_id"] is not None and (row.touched_at is None or row.touched_at < since):
+            continue  # earned by a touch before the period (or one that never happened)
         out.append(credit)
-    meetings = select(
-        TouchT.c.lead_id, TouchT.c.id, TouchT.c.sequence_id, TouchT.c.step_id, TouchT.c.channel, TouchT.c.variant
-    ).where(TouchT.c.step_index >= 0, TouchT.c.status == "done", TouchT.c.disposition == MEETING_DISPOSITION)
-    if since is not None:
-        meetings = meetings.where(TouchT.c.done_at >= since)
-    for lead, touch, sid, step, channel, variant in conn.execute(meetings):
+    for lead, touch, sid, step, channel, variant in reports.meeting_tasks(conn, MEETING_DISPOSITION, since):
         out.append(
             {"key": "meetings", "lead_id": lead, "touch_id": touch, "sequence_id": sid, "step_id": step,
              "channel": channel, "variant": variant}

@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cadence.enrollment.progression import Advanced, advance, advance_many
-from cadence.names import EnrollmentState, Event, HistoryKind, Outcome
+from cadence.names import EnrollmentState, Event, Outcome
 from cadence.outcomes.events import on_event
 from cadence.plan.planner import Planner
-from cadence.store import enrollments, history
+from cadence.store import enrollments
 from cadence.store.rows import EnrollmentRow
 
 if TYPE_CHECKING:
@@ -56,10 +56,8 @@ def move_on_many(
 
 def complete(conn: Connection, app: App, enrollment: EnrollmentRow, now: datetime, cause: str) -> bool:
     """Finish a live enrollment that has no step left (an applied edit removed them), then tell the rules."""
-    if not enrollments.finish(conn, enrollment.id, Outcome.COMPLETED, now):
+    if not enrollments.finish(conn, enrollment, Outcome.COMPLETED, now, cause):
         return False
-    detail = {"enrollment": enrollment.id, "outcome": Outcome.COMPLETED}
-    history.add(conn, enrollment.lead_id, now, HistoryKind.FINISHED, detail, cause)
     _tell_rules(conn, app, enrollment, now)
     return True
 

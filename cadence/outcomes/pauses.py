@@ -8,15 +8,16 @@ inside the window. An enrollment waiting on an open task keeps waiting for it.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, select, update
-
-from cadence.outcomes.events import LIVE, add_history, pause_enrollment
+from cadence.names import EnrollmentState, HistoryKind
 from cadence.plan.timing import parse_time_of_day
-from cadence.store.queries import EnrollmentT, LeadT
+from cadence.store import enrollments, history, leads
+from cadence.store.rows import EnrollmentRow
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from cadence.app import App
 
 
@@ -25,56 +26,44 @@ class LeadNotFound(KeyError):
         return f"no lead with id {self.args[0]!r}"
 
 
-def _live(conn: Connection, lead_id: str) -> list[Any]:
-    if conn.execute(select(LeadT.c.id).where(LeadT.c.id == lead_id)).first() is None:
+def _live(conn: Connection, lead_id: str) -> list[EnrollmentRow]:
+    if not leads.exists(conn, lead_id):
         raise LeadNotFound(lead_id)
-    return list(
-        conn.execute(
-            select(EnrollmentT).where(EnrollmentT.c.lead_id == lead_id, EnrollmentT.c.state.in_(LIVE))
-        ).mappings()
-    )
+    return enrollments.live_of_lead(conn, lead_id)
 
 
 def pause_lead(app: App, lead_id: str, until: datetime | None, cause: str = "paused by hand") -> list[str]:
     now = app.clock.now()
     with app.engine.begin() as conn:
-        paused = []
-        for enrollment in _live(conn, lead_id):
-            pause_enrollment(conn, enrollment["id"], until)
-            paused.append(enrollment["sequence_id"])
+        paused = [e.sequence_id for e in _live(conn, lead_id) if enrollments.pause(conn, e.id, until)]
         detail = {"sequences": paused, "until": until.isoformat() if until else None}
-        add_history(conn, lead_id, now, "action", {"action": "pause", **detail}, cause)
+        history.add(conn, lead_id, now, HistoryKind.ACTION, {"action": "pause", **detail}, cause)
     return paused
 
 
-def resume_enrollment(conn: Connection, app: App, enrollment: Any, now: datetime, cause: str) -> datetime | None:
-    lead = conn.execute(select(LeadT.c.timezone, LeadT.c.country).where(LeadT.c.id == enrollment["lead_id"])).one()
-    spec, _ = app.specs.get(conn, enrollment["version_id"])
+def resume_enrollment(
+    conn: Connection, app: App, enrollment: EnrollmentRow, now: datetime, cause: str
+) -> datetime | None:
+    """Plan the next step from now, inside the window; returns when it is due (None: it waits on a task)."""
+    lead = leads.get(conn, enrollment.lead_id)
+    assert lead is not None
+    spec, _ = app.specs.get(conn, enrollment.version_id)
     due = None
-    if enrollment["pending_touch_id"] is None and enrollment["next_index"] is not None:
+    if enrollment.pending_touch_id is None and enrollment.next_index is not None:
         planner = app.planner(spec, lead.timezone, lead.country)
-        step = spec.steps[enrollment["next_index"]]
+        step = spec.steps[enrollment.next_index]
         cal = planner.calendar
         due = cal.first_slot_from(
             cal.local_date(now),
             earliest=now,
             at=parse_time_of_day(step.at) if step.at else None,
-            spread_key=None if step.immediate else enrollment["lead_id"],
+            spread_key=None if step.immediate else enrollment.lead_id,
             window=planner.window_for(step),
         )
-    conn.execute(
-        update(EnrollmentT)
-        .where(EnrollmentT.c.id == enrollment["id"])
-        .values(state="active", paused_until=None, next_due_at=due)
-    )
-    add_history(
-        conn,
-        enrollment["lead_id"],
-        now,
-        "action",
-        {"action": "resume", "sequence": enrollment["sequence_id"], "next_due_at": due.isoformat() if due else None},
-        cause,
-    )
+    if not enrollments.resume(conn, enrollment.id, due):
+        return None
+    detail = {"action": "resume", "sequence": enrollment.sequence_id, "next_due_at": due.isoformat() if due else None}
+    history.add(conn, enrollment.lead_id, now, HistoryKind.ACTION, detail, cause)
     return due
 
 
@@ -83,7 +72,7 @@ def resume_lead(app: App, lead_id: str) -> list[str]:
     with app.engine.begin() as conn:
         resumed = []
         for enrollment in _live(conn, lead_id):
-            if enrollment["state"] == "paused":
+            if enrollment.state == EnrollmentState.PAUSED:
                 resume_enrollment(conn, app, enrollment, now, "resumed by hand")
-                resumed.append(enrollment["sequence_id"])
+                resumed.append(enrollment.sequence_id)
     return resumed

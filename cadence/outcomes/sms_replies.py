@@ -14,37 +14,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, delete, select, update
-
-from cadence.outcomes.events import add_history, on_event
-from cadence.plan.sms_keywords import is_help, is_opt_in, is_opt_out
-from cadence.store.queries import LeadT, SuppressionT, TouchT
+from cadence.names import CarrierEvent, Channel, Event, HistoryKind
+from cadence.outcomes.events import on_event
+from cadence.plan.sms_keywords import SmsKind, classify
+from cadence.store import history, leads, suppressions
+from cadence.store.rows import LeadRow
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from cadence.app import App
 
 
 @dataclass
 class SmsAnswer:
-    """What an inbound SMS did: `kind` is unknown | opt_out | opt_in | help | reply."""
+    """What an inbound SMS did, and the text to answer it with (HELP), if any."""
 
-    kind: str
+    kind: SmsKind
     leads: list[str] = field(default_factory=list)
     reply: str | None = None
     actions: list[str] = field(default_factory=list)
-
-
-def _leads_on(conn: Connection, phone: str) -> list[Any]:
-    """Leads with this number, the one we texted most recently first."""
-    last_sms = (
-        select(TouchT.c.sent_at)
-        .where(TouchT.c.lead_id == LeadT.c.id, TouchT.c.channel == "sms", TouchT.c.sent_at.is_not(None))
-        .order_by(TouchT.c.sent_at.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    rows = conn.execute(select(LeadT, last_sms.label("last_sms")).where(LeadT.c.phone == phone)).all()
-    return sorted(rows, key=lambda r: (r.last_sms is None, -(r.last_sms.timestamp() if r.last_sms else 0), r.id))
 
 
 def help_text(app: App, owner: str | None) -> str:
@@ -56,21 +45,16 @@ def help_text(app: App, owner: str | None) -> str:
     return f"{sender.name} ({sender.email}). Reply STOP to stop these messages, START to receive them again."
 
 
-def restore_sms(conn: Connection, lead: Any, now: datetime, cause: str, detail: dict[str, Any]) -> list[str]:
+def restore_sms(conn: Connection, lead: LeadRow, now: datetime, cause: str, detail: dict[str, Any]) -> list[str]:
     """START: the number may be texted again (suppression lifted, consent recorded)."""
-    add_history(conn, lead.id, now, "event", {"event": "sms_start", **detail}, cause)
+    history.add(conn, lead.id, now, HistoryKind.EVENT, {"event": CarrierEvent.SMS_START, **detail}, cause)
     done: list[str] = []
-    if lead.phone:
-        gone = conn.execute(
-            delete(SuppressionT).where(SuppressionT.c.channel == "sms", SuppressionT.c.address == lead.phone)
-        ).rowcount
-        if gone:
-            done.append(f"lifted the SMS suppression of {lead.phone}")
-    if not lead.sms_consent:
-        conn.execute(update(LeadT).where(LeadT.c.id == lead.id).values(sms_consent=True, updated_at=now))
+    if lead.phone and suppressions.lift(conn, Channel.SMS, lead.phone):
+        done.append(f"lifted the SMS suppression of {lead.phone}")
+    if leads.record_sms_consent(conn, lead.id, now):
         done.append("SMS consent recorded")
     if done:
-        add_history(conn, lead.id, now, "action", {"event": "sms_start", "actions": done}, cause)
+        history.add(conn, lead.id, now, HistoryKind.ACTION, {"event": CarrierEvent.SMS_START, "actions": done}, cause)
     return done
 
 
@@ -80,29 +64,29 @@ def receive_sms(app: App, from_: str, body: str, message_sid: str | None = None)
     keyword = body.strip().upper()
     detail = {k: v for k, v in {"message_sid": message_sid, "from": from_}.items() if v}
     with app.engine.begin() as conn:
-        leads = _leads_on(conn, from_.strip()) if from_.strip() else []
-        if not leads:
-            return SmsAnswer("unknown")
-        answer = SmsAnswer("reply", [lead.id for lead in leads])
-        if is_opt_out(body):
-            answer.kind = "opt_out"
-            for lead in leads:
+        on_number = leads.on_phone(conn, from_.strip()) if from_.strip() else []
+        if not on_number:
+            return SmsAnswer(SmsKind.UNKNOWN)
+        kind = classify(body)
+        answer = SmsAnswer(kind, [lead.id for lead in on_number])
+        cause = f"{keyword} by SMS"
+        if kind == SmsKind.OPT_OUT:
+            for lead in on_number:
                 answer.actions += on_event(
-                    conn, app, lead.id, "sms_stop", now, cause=f"{keyword} by SMS",
-                    detail={**detail, "keyword": keyword}, channel="sms",
+                    conn, app, lead.id, Event.SMS_STOP, now, cause=cause, detail={**detail, "keyword": keyword},
+                    channel=Channel.SMS,
                 )  # fmt: skip
-        elif is_opt_in(body):
-            answer.kind = "opt_in"
-            for lead in leads:
-                answer.actions += restore_sms(conn, lead, now, f"{keyword} by SMS", {**detail, "keyword": keyword})
-        elif is_help(body):
-            answer.kind = "help"
-            answer.reply = help_text(app, leads[0].owner)
-            add_history(conn, leads[0].id, now, "sms_help", {**detail, "keyword": keyword}, f"{keyword} by SMS")
+        elif kind == SmsKind.OPT_IN:
+            for lead in on_number:
+                answer.actions += restore_sms(conn, lead, now, cause, {**detail, "keyword": keyword})
+        elif kind == SmsKind.HELP:
+            answer.reply = help_text(app, on_number[0].owner)
+            history.add(conn, on_number[0].id, now, HistoryKind.SMS_HELP, {**detail, "keyword": keyword}, cause)
         else:
-            lead = leads[0]  # the lead we texted last is the one answering
+            lead = on_number[0]  # the lead we texted last is the one answering
             answer.leads = [lead.id]
             answer.actions = on_event(
-                conn, app, lead.id, "sms_reply", now, cause="SMS reply", detail={**detail, "body": body}, channel="sms"
-            )
+                conn, app, lead.id, Event.SMS_REPLY, now, cause="SMS reply", detail={**detail, "body": body},
+                channel=Channel.SMS,
+            )  # fmt: skip
     return answer

@@ -8,7 +8,7 @@ that would otherwise read "Hi ,". Custom CSV columns are reachable as
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from cadence.config import Sender
 from cadence.plan.render import clean_context
@@ -20,16 +20,46 @@ LEAD_KEYS = (
 )  # fmt: skip
 
 
-def lead_values(lead: Any) -> dict[str, Any]:
-    """A lead row (ORM object, Row or mapping) as plain values."""
-    get = lead.get if isinstance(lead, Mapping) else lambda k, d=None: getattr(lead, k, d)
-    values = {k: get(k) for k in LEAD_KEYS}
-    fields = get("fields") or {}
+class LeadFields(Protocol):
+    """What a template may read of a lead (a `LeadRow` is one): the standard fields and the custom ones."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def phone(self) -> str | None: ...
+    @property
+    def first_name(self) -> str | None: ...
+    @property
+    def last_name(self) -> str | None: ...
+    @property
+    def company(self) -> str | None: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def owner(self) -> str | None: ...
+    @property
+    def timezone(self) -> str | None: ...
+    @property
+    def country(self) -> str | None: ...
+    @property
+    def score(self) -> float | None: ...
+    @property
+    def stage(self) -> str: ...
+    @property
+    def fields(self) -> dict[str, Any]: ...
+
+
+def lead_values(lead: LeadFields) -> dict[str, Any]:
+    """A lead as plain values: its custom fields, then its standard fields over them."""
+    values = {k: getattr(lead, k) for k in LEAD_KEYS}
+    fields = lead.fields or {}
     return {**fields, **{k: v for k, v in values.items() if v is not None}, "fields": dict(fields)}
 
 
 def template_context(
-    lead: Any,
+    lead: LeadFields,
     sender: Sender | None,
     sequence: Sequence,
     step: Step,

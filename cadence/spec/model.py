@@ -12,34 +12,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cadence import names
+from cadence.names import Channel, Event, SequenceKind
 from cadence.spec import values
 
-Channel = Literal["email", "sms", "call", "task"]
-CHANNELS: tuple[str, ...] = ("email", "sms", "call", "task")
-SequenceKind = Literal["outbound", "nurture"]
-EVENTS: tuple[str, ...] = (
-    "replied",
-    "bounced",
-    "unsubscribed",
-    "sms_stop",
-    "sms_reply",
-    "meeting_booked",
-    "out_of_office",
-    "completed",
-    "expired",
-)
-EventName = Literal[
-    "replied",
-    "bounced",
-    "unsubscribed",
-    "sms_stop",
-    "sms_reply",
-    "meeting_booked",
-    "out_of_office",
-    "completed",
-    "expired",
-]
-DEFAULT_EXIT_ON: list[EventName] = ["replied", "meeting_booked", "bounced", "unsubscribed"]
+# The words a manager writes, spelled once in cadence.names.
+CHANNELS = names.CHANNELS
+EVENTS = names.RULE_EVENTS
+DEFAULT_EXIT_ON = names.DEFAULT_EXIT_ON
 
 
 class Strict(BaseModel):
@@ -146,10 +126,10 @@ class Step(Strict):
 class Sequence(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="Unique across sequences/")
     name: str
-    kind: SequenceKind = "outbound"
+    kind: SequenceKind = SequenceKind.OUTBOUND
     description: str | None = None
     schedule: Schedule = Schedule()
-    exit_on: list[EventName] = Field(default_factory=lambda: list(DEFAULT_EXIT_ON))
+    exit_on: list[Event] = Field(default_factory=lambda: list(DEFAULT_EXIT_ON))
     migrate: Literal["steps", "pin"] = Field(
         "steps", description="How enrolled leads follow an applied edit: by step id, or pinned to their version"
     )

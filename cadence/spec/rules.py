@@ -19,15 +19,14 @@ bounced address marked invalid) apply whatever the rules say.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cadence.names import RULE_EVENTS, Channel, SequenceKind
 from cadence.spec import values
-from cadence.spec.model import EVENTS
 
 OneOrMany = str | list[str]
-Channel = Literal["email", "sms", "call", "task"]
 
 
 def as_set(value: OneOrMany | None) -> frozenset[str] | None:
@@ -48,16 +47,16 @@ class When(BaseModel):
     @classmethod
     def _events(cls, v: OneOrMany | None) -> OneOrMany | None:
         for name in as_set(v) or ():
-            if name not in EVENTS:
-                raise ValueError(f"unknown event {name!r}; events are {', '.join(EVENTS)}")
+            if name not in RULE_EVENTS:
+                raise ValueError(f"unknown event {name!r}; events are {', '.join(RULE_EVENTS)}")
         return v
 
     @field_validator("kind")
     @classmethod
     def _kinds(cls, v: OneOrMany | None) -> OneOrMany | None:
         for name in as_set(v) or ():
-            if name not in ("outbound", "nurture"):
-                raise ValueError(f"kind must be outbound or nurture, not {name!r}")
+            if name not in tuple(SequenceKind):
+                raise ValueError(f"kind must be {' or '.join(SequenceKind)}, not {name!r}")
         return v
 
     @model_validator(mode="after")

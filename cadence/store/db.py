@@ -99,3 +99,12 @@ def open_engine(url: str, *, migrate: bool = True, pooled: bool = True) -> Engin
     if migrate:
         upgrade(engine)
     return engine
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error worth trying again: the connection dropped, a lock or a deadlock timed out."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError)

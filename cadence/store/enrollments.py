@@ -13,9 +13,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, or_, select, update
 
-from cadence.names import LIVE_STATES, EnrollmentState, TouchStatus
+from cadence.names import LIVE_STATES, EnrollmentState, HistoryKind, TouchStatus
+from cadence.store import history
 from cadence.store.rows import EnrollmentRow
 from cadence.store.tables import EnrollmentT, TouchT
 
@@ -41,7 +42,7 @@ _MOVE = (
     update(EnrollmentT)
     .where(
         E.id == bindparam("m_id"),
-        E.state.in_(LIVE_STATES),
+        or_(E.state == EnrollmentState.ACTIVE, E.state == EnrollmentState.PAUSED),  # live; no IN: executemany
         E.next_index.is_not_distinct_from(bindparam("m_from_index")),
         E.pending_touch_id.is_not_distinct_from(bindparam("m_from_pending")),
     )
@@ -150,14 +151,13 @@ def set_pending(conn: Connection, enrollment_id: int, pending: int | None, touch
     return conn.execute(query).rowcount == 1
 
 
-def finish(conn: Connection, enrollment_id: int, outcome: str, now: datetime) -> bool:
-    """End a live enrollment: nothing more is due, its open tasks and pending retries are cancelled.
-
-    False, and nothing changed, when it had already finished.
+def finish(conn: Connection, enrollment: EnrollmentRow, outcome: str, now: datetime, cause: str | None) -> bool:
+    """End a live enrollment and say so in the lead's history: nothing more is due, its open tasks
+    and pending retries are cancelled. False, and nothing changed, when it had already finished.
     """
     ended = conn.execute(
         update(EnrollmentT)
-        .where(E.id == enrollment_id, E.state.in_(LIVE_STATES))
+        .where(E.id == enrollment.id, E.state.in_(LIVE_STATES))
         .values(
             state=EnrollmentState.FINISHED, outcome=outcome, finished_at=now, next_due_at=None, pending_touch_id=None
         )
@@ -167,10 +167,13 @@ def finish(conn: Connection, enrollment_id: int, outcome: str, now: datetime) ->
     conn.execute(
         update(TouchT)
         .where(
-            TouchT.c.enrollment_id == enrollment_id, TouchT.c.status.in_((TouchStatus.SCHEDULED, TouchStatus.TASK_OPEN))
+            TouchT.c.enrollment_id == enrollment.id,
+            TouchT.c.status.in_((TouchStatus.SCHEDULED, TouchStatus.TASK_OPEN)),
         )
         .values(status=TouchStatus.CANCELLED, error=f"enrollment finished: {outcome}")
     )
+    detail = {"enrollment": enrollment.id, "outcome": outcome}
+    history.add(conn, enrollment.lead_id, now, HistoryKind.FINISHED, detail, cause)
     return True
 
 

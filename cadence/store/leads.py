@@ -1,11 +1,12 @@
-"""Leads: reading them as typed rows, and the few flags the engine and the rules set on them."""
+"""Leads: reading them as typed rows, the few flags the engine and the rules set, and what import and inbound write."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, text, update
 
 from cadence.names import Channel
 from cadence.store.rows import LeadRow
@@ -85,3 +86,39 @@ def on_phone(conn: Connection, phone: str) -> list[LeadRow]:
     rows = conn.execute(select(*LeadT.c, last_sms.label("last_sms")).where(LeadT.c.phone == phone)).all()
     ordered = sorted(rows, key=lambda r: (r.last_sms is None, -(r.last_sms.timestamp() if r.last_sms else 0), r.id))
     return [LeadRow._make(tuple(r)[:-1]) for r in ordered]
+
+
+# -- lead import and inbound leads ------------------------------------------------------------
+
+_ROTATION_TURN = 0x0CADE1ED  # the advisory lock inbound owner assignments take turns on (store/db.py uses others)
+
+
+def id_by_email(conn: Connection, email: str) -> str | None:
+    """The lead holding this (normalized) address, if any: an address belongs to one lead."""
+    return conn.execute(select(LeadT.c.id).where(LeadT.c.email == email)).scalar()
+
+
+def matching(conn: Connection, lead_ids: Iterable[str], emails: Iterable[str]) -> list[LeadRow]:
+    """The leads an import or an inbound request may update: those with one of these ids or addresses."""
+    query = select(*LeadT.c).where(LeadT.c.id.in_(list(lead_ids)) | LeadT.c.email.in_(list(emails)))
+    return [LeadRow._make(row) for row in conn.execute(query)]
+
+
+def add_many(conn: Connection, leads: Sequence[LeadRow]) -> None:
+    """Insert new leads, in one executemany."""
+    if leads:
+        conn.execute(LeadT.insert(), [lead._asdict() for lead in leads])
+
+
+def change(conn: Connection, lead_id: str, values: Mapping[str, Any]) -> bool:
+    """Set these columns of one lead (the others keep what is stored); False if there is no such lead."""
+    return bool(conn.execute(update(LeadT).where(LeadT.c.id == lead_id).values(**values)).rowcount)
+
+
+def take_rotation_turn(conn: Connection) -> None:
+    """Wait for any other inbound request's owner assignment to commit.
+
+    On PostgreSQL a transaction advisory lock; SQLite's IMMEDIATE transaction already serializes writers.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ROTATION_TURN})

@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from cadence.spec.load import Catalog, LoadedSequence
 from cadence.spec.model import Sequence
-from cadence.store.tables import SequenceVersion
+from cadence.store.rows import VersionRow
+from cadence.store.tables import VersionT
 
-VersionTable: Any = SequenceVersion.__table__  # type: ignore[attr-defined]
+V = VersionT.c
+_SPEC = select(V.spec, V.version, V.templates).where(V.id == bindparam("version_id"))
 
 
 class NotPublishedError(KeyError):
@@ -46,38 +48,26 @@ class Published:
     retired: bool = False
 
 
-def latest(conn: Connection, sequence_id: str) -> Any | None:
-    return conn.execute(
-        select(VersionTable)
-        .where(VersionTable.c.sequence_id == sequence_id)
-        .order_by(VersionTable.c.version.desc())
-        .limit(1)
-    ).first()
+def latest(conn: Connection, sequence_id: str) -> VersionRow | None:
+    """The newest version row of a sequence (retired or not), or None if it was never published."""
+    row = conn.execute(select(*V).where(V.sequence_id == sequence_id).order_by(V.version.desc()).limit(1)).first()
+    return VersionRow._make(row) if row is not None else None
 
 
-def published(conn: Connection, sequence_ids: Iterable[str] | None = None) -> dict[str, Any]:
+def published(conn: Connection, sequence_ids: Iterable[str] | None = None) -> dict[str, VersionRow]:
     """sequence id -> its newest version row (retired ones included), for all or some sequences."""
-    newest = select(VersionTable.c.sequence_id, func.max(VersionTable.c.version).label("version")).group_by(
-        VersionTable.c.sequence_id
-    )
+    newest = select(V.sequence_id, func.max(V.version).label("version")).group_by(V.sequence_id)
     if sequence_ids is not None:
-        newest = newest.where(VersionTable.c.sequence_id.in_(list(sequence_ids)))
+        newest = newest.where(V.sequence_id.in_(list(sequence_ids)))
     sub = newest.subquery()
-    rows = conn.execute(
-        select(VersionTable).join(
-            sub, (VersionTable.c.sequence_id == sub.c.sequence_id) & (VersionTable.c.version == sub.c.version)
-        )
-    ).all()
-    return {row.sequence_id: row for row in rows}
+    rows = conn.execute(select(*V).join(sub, (V.sequence_id == sub.c.sequence_id) & (V.version == sub.c.version))).all()
+    return {row.sequence_id: VersionRow._make(row) for row in rows}
 
 
 def _insert(conn: Connection, sequence_id: str, values: dict[str, Any]) -> tuple[int, int]:
-    number = (
-        conn.execute(select(func.max(VersionTable.c.version)).where(VersionTable.c.sequence_id == sequence_id)).scalar()
-        or 0
-    ) + 1
+    number = (conn.execute(select(func.max(V.version)).where(V.sequence_id == sequence_id)).scalar() or 0) + 1
     row_id: int = conn.execute(
-        VersionTable.insert().values(sequence_id=sequence_id, version=number, **values).returning(VersionTable.c.id)
+        VersionT.insert().values(sequence_id=sequence_id, version=number, **values).returning(V.id)
     ).scalar_one()
     return row_id, number
 
@@ -102,7 +92,7 @@ def publish(conn: Connection, loaded: LoadedSequence, now: datetime) -> tuple[in
     )
 
 
-def retire(conn: Connection, row: Any, now: datetime) -> tuple[int, int]:
+def retire(conn: Connection, row: VersionRow, now: datetime) -> tuple[int, int]:
     """Record that a published sequence's file is gone (its spec kept for the enrollments still on it)."""
     return _insert(
         conn,
@@ -140,11 +130,7 @@ class SpecCache:
 
     def get(self, conn: Connection, version_id: int) -> tuple[Sequence, int]:
         if version_id not in self._specs:
-            row = conn.execute(
-                select(VersionTable.c.spec, VersionTable.c.version, VersionTable.c.templates).where(
-                    VersionTable.c.id == version_id
-                )
-            ).one()
+            row = conn.execute(_SPEC, {"version_id": version_id}).one()
             self._specs[version_id] = (Sequence.model_validate(row.spec), row.version)
             self._templates[version_id] = dict(row.templates or {})
         return self._specs[version_id]

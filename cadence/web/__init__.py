@@ -8,8 +8,9 @@
     POST /leads           inbound leads (bearer)             cadence.web.api
 
 Handlers only check the caller and translate; the work is done by domain functions
-(`cadence.outcomes.consent`, `cadence.outcomes.events`, `cadence.enrollment.inbound`), each in one transaction,
-run in the thread pool because the store is synchronous.
+(`cadence.outcomes.sms_replies`, `.delivery_reports`, `.unsubscribes`, `.events`, and
+`cadence.enrollment.inbound`), each in one transaction, run in the thread pool because
+the store is synchronous.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ from starlette.routing import Route
 
 from cadence.clock import parse_instant
 from cadence.enrollment.inbound import IntakeError, find_lead, take_lead
-from cadence.outcomes.events import OUTSIDE_EVENTS, record_event
+from cadence.names import OUTSIDE_EVENTS
+from cadence.outcomes.events import record_event
 from cadence.web.auth import bearer_ok
 from cadence.web.context import context
 

@@ -1,7 +1,8 @@
 """Twilio's webhooks: inbound SMS (POST /twilio/sms) and delivery reports (POST /twilio/status).
 
 Both check `X-Twilio-Signature` first: a forged or unsigned request gets 403 and
-records nothing. What a message or a report means is `cadence.outcomes.consent`'s business.
+records nothing. What a message or a report means is the business of
+`cadence.outcomes.sms_replies` and `cadence.outcomes.delivery_reports`.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def _race(project: Path, db_url: str, workers: int, pause: float = 0.0) -> tuple
                     total.merge(report)
                 if report.claimed == report.deferred == report.skipped == 0:
                     break  # nothing due is left
-                claimed[worker_id].extend(job.enrollment["id"] for job in jobs)
+                claimed[worker_id].extend(job.enrollment.id for job in jobs)
                 time.sleep(pause)
         except BaseException as exc:  # handed to the test thread, which re-raises it
             start.abort()

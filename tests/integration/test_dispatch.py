@@ -12,8 +12,9 @@ from sqlalchemy import select, update
 
 from cadence.app import App
 from cadence.clock import FixedClock, parse_instant
+from cadence.engine.retry import retry
 from cadence.engine.runner import run_once
-from cadence.engine.sweep import retry, sweep
+from cadence.engine.sweep import sweep
 from cadence.enrollment.enroll import enroll
 from cadence.enrollment.lead_import import import_leads
 from cadence.enrollment.status import lead_status
@@ -333,7 +334,7 @@ def test_an_unknown_email_counts_towards_the_mailbox_daily_cap(project: Path, db
         from cadence.engine.dispatcher import Dispatcher, PassReport
 
         claimed = Dispatcher(app, None, None, "dead-worker").claim(app.clock.now(), PassReport())  # type: ignore[arg-type]
-        assert [j.enrollment["lead_id"] for j in claimed] == ["L1"]  # the worker dies mid-send
+        assert [j.enrollment.lead_id for j in claimed] == ["L1"]  # the worker dies mid-send
         enroll(app, "one", ["L2"])
         _at(app, "2026-11-30T10:06:00-05:00")
         report = _pass(app)

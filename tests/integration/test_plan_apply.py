@@ -22,7 +22,8 @@ from cadence.engine.dispatcher import Dispatcher, PassReport
 from cadence.engine.runner import run_once
 from cadence.enrollment.enroll import enroll
 from cadence.enrollment.lead_import import import_leads
-from cadence.manage.edits import ApplyError, apply, make_plan
+from cadence.manage.edit_apply import ApplyError, apply
+from cadence.manage.edit_plan import make_plan
 from cadence.store.tables import EnrollmentT, HistoryT, TouchT, VersionT
 from tests.conftest import make_app
 
@@ -292,7 +293,7 @@ def test_apply_is_atomic_when_one_sequence_cannot_be_applied(edited: Path, db_ur
     try:
         # A worker has claimed zz-later's first touch and is sending it (no result recorded yet).
         jobs = Dispatcher(app, None, None, "w-sending").claim(app.clock.now(), PassReport())  # type: ignore[arg-type]
-        assert [(j.spec.id, j.enrollment["lead_id"]) for j in jobs] == [("zz-later", "C1")]
+        assert [(j.spec.id, j.enrollment.lead_id) for j in jobs] == [("zz-later", "C1")]
     finally:
         app.close()
     (edited / "sequences" / "edit-me.yaml").write_text(V2)

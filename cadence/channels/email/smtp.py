@@ -52,6 +52,7 @@ from cadence.channels.base import (
 from cadence.channels.email.mime import needs_utf8, prepare
 from cadence.clock import Clock
 from cadence.config import SmtpSettings
+from cadence.names import Event
 
 
 class MissingSmtpCredentials(ValueError):
@@ -85,7 +86,7 @@ def _reply_error(exc: aiosmtplib.SMTPResponseException, step: str) -> SendError 
         return TransientError(text, code)
     if 500 <= code < 600:
         bounced = step == "RCPT TO" and not _POLICY_STATUS.match(exc.message)
-        return PermanentError(text, code, event="bounced" if bounced else None)
+        return PermanentError(text, code, event=Event.BOUNCED if bounced else None)
     return None
 
 

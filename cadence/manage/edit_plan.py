@@ -1,44 +1,34 @@
-"""`cadence plan` and `cadence apply`: the exact effect of an edit on every enrolled lead, then the edit.
+"""`cadence plan`: the exact effect of an edit on every enrolled lead, computed before anything changes.
 
-Both run the same computation (`_plan`): every live enrollment of a changed
-sequence is placed in the new version by `cadence.migration.position`, and its next
-due time is recomputed by the planner where that position's timing changed. The plan
-counts those moves; apply writes them, in the same transaction that computed them,
-so the numbers the plan showed are the numbers apply did (for the same store and
-clock). Apply is one transaction: any failure leaves the published versions and
-every enrollment as they were.
-
-Concurrency: apply locks the live enrollments it migrates (`FOR UPDATE` on
-PostgreSQL; SQLite transactions here are IMMEDIATE), so no engine claims one while
-it moves. A touch being sent at that moment (a live `sending` lease) makes apply
-refuse rather than guess: run it again a moment later.
+Every live enrollment of a changed sequence is placed in the new version by
+`cadence.plan.positions.position`, and its next due time is recomputed by the planner
+where that position's timing changed. The plan counts those moves; `edit_apply` runs
+the same computation inside its own transaction and writes them, so the numbers the
+plan showed are the numbers apply did (for the same store and clock).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, func, select, type_coerce, update
-from sqlalchemy.types import NullType
-
-from cadence.app import App
-from cadence.enrollment.progression import advance
-from cadence.outcomes.events import LIVE
+from cadence.names import EnrollmentState, TouchStatus
 from cadence.plan.planner import Planner
 from cadence.plan.positions import Position, position, sequence_changes, step_changes
 from cadence.spec.load import LoadedSequence
 from cadence.spec.model import Sequence
-from cadence.store.queries import EnrollmentT, LeadT, TouchT
-from cadence.store.versions import publish, published, retire
+from cadence.store import edits, enrollments
+from cadence.store.rows import VersionRow
+from cadence.store.versions import published
 
-IN_FLIGHT = ("task_open", "unknown", "sending")
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
+    from cadence.app import App
 
-class ApplyError(RuntimeError):
-    """Apply cannot go ahead; nothing was changed."""
+# A pending touch in one of these went out, or may have: the lead is past its step.
+IN_FLIGHT = (TouchStatus.TASK_OPEN, TouchStatus.UNKNOWN, TouchStatus.SENDING)
 
 
 @dataclass(slots=True)
@@ -128,7 +118,7 @@ class SequencePlan:
     message: str | None = None
     moves: list[Move] = field(default_factory=list, repr=False)
     loaded: LoadedSequence | None = field(default=None, repr=False)
-    row: Any = field(default=None, repr=False)
+    row: VersionRow | None = field(default=None, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -155,34 +145,20 @@ class Plan:
 
 def pending_changes(app: App, conn: Connection) -> list[str]:
     """Published sequences whose file differs (edited, broken or deleted): what `cadence run` refuses over."""
-    plan = _plan(app, conn, None, app.clock.now(), with_moves=False)
+    plan = compute_plan(app, conn, None, app.clock.now(), with_moves=False)
     return [s.sequence for s in plan.sequences if s.status != "new"]
 
 
 def make_plan(app: App, sequence_ids: list[str] | None = None) -> Plan:
+    """What applying the files would do now (reads only)."""
     with app.engine.connect() as conn:
-        return _plan(app, conn, sequence_ids, app.clock.now(), with_moves=True)
+        return compute_plan(app, conn, sequence_ids, app.clock.now(), with_moves=True)
 
 
-def apply(app: App, sequence_ids: list[str] | None = None) -> Plan:
-    """Publish the files' versions and migrate their live enrollments, all in one transaction."""
-    now = app.clock.now()
-    with app.engine.begin() as conn:
-        plan = _plan(app, conn, sequence_ids, now, with_moves=True, lock=True)
-        broken = [s for s in plan.sequences if s.status == "broken"]
-        if broken:
-            raise ApplyError(
-                "; ".join(f"{s.path or s.sequence}: {s.message}" for s in broken) + " (nothing was applied)"
-            )
-        for seq in plan.sequences:
-            _apply_one(app, conn, seq, now)
-        plan.applied = True
-    return plan
-
-
-def _plan(
+def compute_plan(
     app: App, conn: Connection, ids: list[str] | None, now: datetime, *, with_moves: bool, lock: bool = False
 ) -> Plan:
+    """The plan for `ids` (default: every sequence) on `conn`; `lock` holds the rows it reads until commit (apply)."""
     catalog = app.catalog
     current = published(conn)
     broken_stems = {_stem(d.path) for d in catalog.errors}
@@ -207,7 +183,7 @@ def _plan(
             if row is None or row.retired:
                 continue
             sp = SequencePlan(seq_id, "deleted", path=row.path, from_version=row.version, row=row)
-            sp.live = _live_count(conn, seq_id)
+            sp.live = enrollments.live_count(conn, seq_id)
             sp.message = f"file deleted: {sp.live:,} live enrollments finish on v{row.version}; nobody new enrolls"
             out.append(sp)
             continue
@@ -236,11 +212,6 @@ def _stem(path: str) -> str:
     return name.rsplit(".", 1)[0]
 
 
-def _live_count(conn: Connection, seq_id: str) -> int:
-    query = select(func.count()).where(EnrollmentT.c.sequence_id == seq_id, EnrollmentT.c.state.in_(LIVE))
-    return int(conn.execute(query).scalar_one())
-
-
 def _fill(
     app: App, conn: Connection, sp: SequencePlan, old: Sequence, old_hashes: dict[str, str], now: datetime, lock: bool
 ) -> None:
@@ -248,23 +219,7 @@ def _fill(
     assert sp.loaded is not None
     new = sp.loaded.spec
     sp.sequence_fields = sequence_changes(old, new)
-    query = (
-        select(
-            EnrollmentT.c.id, EnrollmentT.c.lead_id, EnrollmentT.c.version_id, EnrollmentT.c.state,
-            EnrollmentT.c.next_index, EnrollmentT.c.next_step, _raw(EnrollmentT.c.next_due_at),
-            EnrollmentT.c.pending_touch_id, _raw(EnrollmentT.c.last_touch_at), _raw(EnrollmentT.c.enrolled_at),
-            LeadT.c.timezone, LeadT.c.country, TouchT.c.status, _raw(TouchT.c.lease_until),
-        )
-        .select_from(
-            EnrollmentT.join(LeadT, LeadT.c.id == EnrollmentT.c.lead_id).outerjoin(
-                TouchT, TouchT.c.id == EnrollmentT.c.pending_touch_id
-            )
-        )
-        .where(EnrollmentT.c.sequence_id == sp.sequence, EnrollmentT.c.state.in_(LIVE))
-    )  # fmt: skip
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update(of=EnrollmentT)
-    rows = conn.execute(query).all()
+    rows = edits.live_for_migration(conn, sp.sequence, lock=lock)
     sp.live = len(rows)
     if sp.pinned:
         sp.counts = {"migrated": 0, "stay_on_old_version": sp.live}
@@ -275,13 +230,20 @@ def _fill(
     positions: dict[tuple[int, int, str | None], Position] = {}
     planners: dict[tuple[str | None, str | None], Planner] = {}
     new_ids = [s.id for s in new.steps]
-    when = _reader(conn, EnrollmentT.c.enrolled_at)  # the raw columns are read only where needed
+    when = edits.time_reader(conn)  # the raw time columns are converted only where needed
+
+    def at_time(value: Any) -> datetime:
+        """A raw time of a column that holds one here (enrolled_at, a sending touch's lease)."""
+        moment = when(value)
+        assert moment is not None
+        return moment
+
     sending = 0
     moves: list[Move] = []
     for eid, lead_id, vid, st, index, step, due, pending_id, last, enrolled, tz, country, status, lease in rows:
         pending = None
         if pending_id is not None:
-            if status == "sending" and lease is not None and when(lease) >= now:
+            if status == TouchStatus.SENDING and lease is not None and at_time(lease) >= now:
                 sending += 1
             pending = "in_flight" if status in IN_FLIGHT else "retry"
         key = (vid, index, pending)
@@ -293,14 +255,14 @@ def _fill(
         new_due = due  # raw as stored: it stands unless the move re-times it
         if at.retime:
             due, new_due = when(due), None
-            if at.new_index is not None and st == "active":
+            if at.new_index is not None and st == EnrollmentState.ACTIVE:
                 planner = planners.get((tz, country))
                 if planner is None:
                     planner = planners[(tz, country)] = app.planner(new, tz, country)
                 if at.new_index == 0:
-                    new_due = planner.first_due(when(enrolled), lead_id)
+                    new_due = planner.first_due(at_time(enrolled), lead_id)
                 else:
-                    anchor = now if at.cancel_pending else when(last if last is not None else enrolled)
+                    anchor = now if at.cancel_pending else at_time(last if last is not None else enrolled)
                     new_due = planner.due_after(at.new_index - 1, anchor, lead_id)
         new_step = new_ids[at.new_index] if at.new_index is not None else None
         moves.append(Move(eid, lead_id, st, index, pending_id, tz, country, at, step, new_step, due, new_due))
@@ -317,18 +279,6 @@ def _fill(
         "sending_now": sending,
     }
     _count_changes(sp, old, new, old_hashes, moves)
-
-
-def _raw(column: Any) -> Any:
-    """A column as the driver returns it: time columns most rows never need are not converted."""
-    return type_coerce(column, NullType()).label(column.name)
-
-
-def _reader(conn: Connection, column: Any) -> Any:
-    """Converts one raw value of a time column the way the column's type would have."""
-    dialect = conn.dialect
-    process = column.type.dialect_impl(dialect).result_processor(dialect, None)
-    return process or (lambda value: value)
 
 
 def _later(m: Move) -> bool:
@@ -385,103 +335,3 @@ def _count_changes(
             )
             c.cancelled = sum(1 for m in moves if m.next_index == oi and m.at.cancel_pending)
             sp.changes.append(c)
-
-
-def _apply_one(app: App, conn: Connection, sp: SequencePlan, now: datetime) -> None:
-    if sp.status == "deleted":
-        retire(conn, sp.row, now)
-        return
-    assert sp.loaded is not None
-    if sp.counts.get("sending_now"):
-        raise ApplyError(f"{sp.message} (nothing was applied)")
-    version_id, number = publish(conn, sp.loaded, now)
-    sp.to_version = number
-    if sp.pinned or not sp.moves:
-        return
-    _write_moves(app, conn, sp, version_id, number, now)
-
-
-def _write_moves(app: App, conn: Connection, sp: SequencePlan, version_id: int, number: int, now: datetime) -> None:
-    from cadence.outcomes.events import HistoryT
-    from cadence.store.bulk import bind_value
-    from cadence.store.bulk import insert_many as _insert_many
-
-    assert sp.loaded is not None
-    new = sp.loaded.spec
-    when = _reader(conn, EnrollmentT.c.next_due_at)  # due times that stand are still as stored
-    # Exactly the rows the moves were computed from: the same transaction, and locked (see module docstring).
-    conn.execute(
-        update(EnrollmentT)
-        .where(
-            EnrollmentT.c.sequence_id == sp.sequence,
-            EnrollmentT.c.state.in_(LIVE),
-            EnrollmentT.c.version_id != version_id,
-        )
-        .values(version_id=version_id)
-    )
-    moved = [m for m in sp.moves if m.moved and m.at.new_index is not None]
-    if moved:
-        conn.execute(
-            update(EnrollmentT)
-            .where(EnrollmentT.c.id == bindparam("eid"))
-            .values(
-                next_index=bindparam("ni"),
-                next_step=bindparam("ns"),
-                next_due_at=bindparam("nd"),
-                pending_touch_id=bindparam("pt"),
-            ),
-            [
-                {
-                    "eid": m.id,
-                    "ni": m.at.new_index,
-                    "ns": m.new_step,
-                    "nd": m.new_due if m.at.retime else when(m.new_due),
-                    "pt": None if m.at.cancel_pending else m.pending_touch_id,
-                }
-                for m in moved
-            ],
-        )
-    kept = [m for m in sp.moves if m.at.keep_pending and m.at.new_index != m.next_index]
-    if kept:
-        conn.execute(
-            update(TouchT).where(TouchT.c.id == bindparam("tid")).values(step_index=bindparam("si")),
-            [{"tid": m.pending_touch_id, "si": m.at.new_index} for m in kept],
-        )
-    cancelled = [m.pending_touch_id for m in sp.moves if m.at.cancel_pending]
-    if cancelled:
-        conn.execute(
-            update(TouchT)
-            .where(TouchT.c.id.in_(cancelled), TouchT.c.status.in_(("scheduled", "task_open", "unknown")))
-            .values(status="cancelled", done_at=now, error=f"step removed from {sp.sequence} in v{number}")
-        )
-    # One history row per migrated enrollment; the due times are in it when they changed. Most
-    # rows share their detail, so each distinct detail becomes the driver's JSON value once.
-    to_json = bind_value(conn, HistoryT, "detail")
-    details: dict[tuple[Any, ...], Any] = {}
-    history = []
-    for m in sp.moves:
-        retimed = m.at.retime and m.old_due != m.new_due
-        key = (m.old_step, m.new_step, m.old_due, m.new_due) if retimed else (m.old_step, m.new_step)
-        value = details.get(key)
-        if value is None:
-            detail: dict[str, Any] = {
-                "sequence": sp.sequence, "from_version": sp.from_version, "to_version": number,
-                "next_step": [m.old_step, m.new_step],
-            }  # fmt: skip
-            if retimed:
-                detail["next_due_at"] = [_iso(m.old_due), _iso(m.new_due)]
-            value = details[key] = to_json(detail)
-        history.append((m.lead_id, value))
-    constant = {"at": now, "kind": "migrated", "cause": "cadence apply"}
-    _insert_many(conn, HistoryT, ("lead_id", "detail"), history, constant, prebound=("detail",))
-    for m in sp.moves:
-        if m.at.new_index is None:  # nothing left for it in the new version: it completes (and the rules run)
-            planner = app.planner(new, m.timezone, m.country)
-            enrollment = {"id": m.id, "lead_id": m.lead_id, "sequence_id": sp.sequence, "version_id": version_id}
-            advance(conn, app, enrollment, planner, len(new.steps) - 1, now, now)
-
-
-@lru_cache(maxsize=65536)
-def _iso(value: datetime | None) -> str | None:
-    """Due times repeat a lot across leads (same zone, same day, same slot): format each once."""
-    return value.isoformat() if value else None

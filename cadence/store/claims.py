@@ -1,9 +1,9 @@
-"""The hot queries, each written once.
+"""Claiming due work: the one place where concurrency is decided, and where a touch becomes `sending`.
 
-`lock_due` is the single place where concurrency is decided: it locks due
-enrollments (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several `cadence run`
-processes can share one database; on SQLite the IMMEDIATE transaction serializes
-claimers). Nothing else turns due work into a `sending` touch.
+`lock_due` locks due enrollments (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several
+`cadence run` processes can share one database; on SQLite the IMMEDIATE transaction
+serializes claimers). Nothing but `claim_new` and `reclaim` turns due work into a
+`sending` touch, and only inside the transaction that locked its enrollment.
 
 Caps need more than row locks: two workers claiming at once each count the touches
 the other has committed, not the ones it is claiming, and together overshoot a
@@ -14,19 +14,16 @@ does not, and each claim counts everything claimed before it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, or_, select, text
+from sqlalchemy import Connection, and_, case, func, insert, or_, select, text, update
 
-from cadence.store.tables import Enrollment, Lead, Suppression, Touch
+from cadence.names import COUNTED_STATUSES, Channel, EnrollmentState, TouchStatus
+from cadence.store.rows import EnrollmentRow
+from cadence.store.tables import EnrollmentT, TouchT
 
-EnrollmentT: Any = Enrollment.__table__  # type: ignore[attr-defined]
-LeadT: Any = Lead.__table__  # type: ignore[attr-defined]
-TouchT: Any = Touch.__table__  # type: ignore[attr-defined]
-SuppressionT: Any = Suppression.__table__  # type: ignore[attr-defined]
-COUNTED = ("sending", "sent", "task_open", "done", "unknown")
 CLAIM_TURN = 0x0CADE1A1  # the advisory lock claims take turns on (store/db.py and web/intake.py use others)
 
 
@@ -36,34 +33,17 @@ def take_claim_turn(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": CLAIM_TURN})
 
 
-def lock_due(conn: Connection, now: datetime, limit: int) -> list[Any]:
+def lock_due(conn: Connection, now: datetime, limit: int) -> list[EnrollmentRow]:
     """Due active enrollments, oldest first, locked for this transaction (an index range scan)."""
     query = (
-        select(EnrollmentT)
-        .where(EnrollmentT.c.next_due_at <= now, EnrollmentT.c.state == "active")
+        select(*EnrollmentT.c)
+        .where(EnrollmentT.c.next_due_at <= now, EnrollmentT.c.state == EnrollmentState.ACTIVE)
         .order_by(EnrollmentT.c.next_due_at, EnrollmentT.c.id)
         .limit(limit)
     )
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return list(conn.execute(query).mappings())
-
-
-def leads_by_id(conn: Connection, lead_ids: Iterable[str]) -> dict[str, Any]:
-    ids = list(set(lead_ids))
-    return {row["id"]: row for row in conn.execute(select(LeadT).where(LeadT.c.id.in_(ids))).mappings()} if ids else {}
-
-
-def suppressed(conn: Connection, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which (channel, address) pairs are on the global suppression list."""
-    wanted = set(pairs)
-    if not wanted:
-        return set()
-    addresses = list({a for _, a in wanted})
-    rows = conn.execute(
-        select(SuppressionT.c.channel, SuppressionT.c.address).where(SuppressionT.c.address.in_(addresses))
-    )
-    return {(c, a) for c, a in rows if (c, a) in wanted}
+    return [EnrollmentRow._make(row) for row in conn.execute(query)]
 
 
 def recent_touches(conn: Connection, lead_ids: Iterable[str], since: datetime) -> list[tuple[str, datetime]]:
@@ -77,7 +57,7 @@ def recent_touches(conn: Connection, lead_ids: Iterable[str], since: datetime) -
     rows = conn.execute(
         select(TouchT.c.lead_id, TouchT.c.sent_at, TouchT.c.lease_until, TouchT.c.due_at).where(
             TouchT.c.lead_id.in_(ids),
-            TouchT.c.status.in_(COUNTED),
+            TouchT.c.status.in_(COUNTED_STATUSES),
             TouchT.c.step_index >= 0,
             _recent(since),
         )
@@ -92,8 +72,8 @@ def _recent(since: datetime) -> Any:
     """
     return or_(
         TouchT.c.sent_at >= since,
-        TouchT.c.status == "sending",
-        and_(TouchT.c.status == "unknown", TouchT.c.due_at >= since),
+        TouchT.c.status == TouchStatus.SENDING,
+        and_(TouchT.c.status == TouchStatus.UNKNOWN, TouchT.c.due_at >= since),
     )
 
 
@@ -109,8 +89,8 @@ def sender_counts(
     ids = list(set(senders))
     if not ids:
         return {}
-    sent_at = case((TouchT.c.status == "unknown", TouchT.c.due_at), else_=TouchT.c.sent_at)
-    in_flight = TouchT.c.status == "sending"
+    sent_at = case((TouchT.c.status == TouchStatus.UNKNOWN, TouchT.c.due_at), else_=TouchT.c.sent_at)
+    in_flight = TouchT.c.status == TouchStatus.SENDING
     today = and_(sent_at >= day_start, sent_at < day_end)
     rows = conn.execute(
         select(
@@ -120,27 +100,13 @@ def sender_counts(
         )
         .where(
             TouchT.c.sender.in_(ids),
-            TouchT.c.channel == "email",
-            TouchT.c.status.in_(("sending", "sent", "unknown")),
+            TouchT.c.channel == Channel.EMAIL,
+            TouchT.c.status.in_((TouchStatus.SENDING, TouchStatus.SENT, TouchStatus.UNKNOWN)),
             or_(in_flight, sent_at >= min(day_start, minute_ago)),
         )
         .group_by(TouchT.c.sender)
     )
     return {sender: [int(on_day or 0), int(last_minute or 0)] for sender, on_day, last_minute in rows}
-
-
-def thread_messages(conn: Connection, enrollment_ids: Iterable[int]) -> list[Any]:
-    """Sent emails of these enrollments, oldest first, for threading follow-ups."""
-    ids = list(set(enrollment_ids))
-    if not ids:
-        return []
-    return list(
-        conn.execute(
-            select(TouchT.c.enrollment_id, TouchT.c.step_id, TouchT.c.message_id, TouchT.c.subject, TouchT.c.sent_at)
-            .where(TouchT.c.enrollment_id.in_(ids), TouchT.c.channel == "email", TouchT.c.status == "sent")
-            .order_by(TouchT.c.sent_at, TouchT.c.id)
-        ).mappings()
-    )
 
 
 def touch_attempts(conn: Connection, touch_ids: Iterable[int]) -> dict[int, tuple[int, str | None]]:
@@ -150,3 +116,33 @@ def touch_attempts(conn: Connection, touch_ids: Iterable[int]) -> dict[int, tupl
         return {}
     rows = conn.execute(select(TouchT.c.id, TouchT.c.attempts, TouchT.c.message_id).where(TouchT.c.id.in_(ids)))
     return {tid: (n, mid) for tid, n, mid in rows}
+
+
+def claim_new(conn: Connection, touches: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert the claimed (`sending`) touches of a batch in one statement; their ids, in order."""
+    if not touches:
+        return []
+    query = insert(TouchT).returning(TouchT.c.id, sort_by_parameter_order=True)
+    return list(conn.execute(query, list(touches)).scalars())
+
+
+def reclaim(conn: Connection, touch_id: int, values: dict[str, Any]) -> bool:
+    """A touch waiting for its retry is claimed again (`scheduled` -> `sending`); False if it is not waiting."""
+    query = (
+        update(TouchT)
+        .where(TouchT.c.id == touch_id, TouchT.c.status == TouchStatus.SCHEDULED)
+        .values(**values, status=TouchStatus.SENDING)
+    )
+    return conn.execute(query).rowcount == 1
+
+
+def skip(conn: Connection, pending_touch_id: int | None, values: dict[str, Any], reason: str, now: datetime) -> None:
+    """Record a due touch as skipped (it cannot reach the lead): its waiting retry, or a new row."""
+    if pending_touch_id is not None:
+        conn.execute(
+            update(TouchT)
+            .where(TouchT.c.id == pending_touch_id, TouchT.c.status == TouchStatus.SCHEDULED)
+            .values(status=TouchStatus.SKIPPED, error=reason, done_at=now)
+        )
+        return
+    conn.execute(insert(TouchT).values(**values, status=TouchStatus.SKIPPED, error=reason, done_at=now))

@@ -1,0 +1,198 @@
+"""Step 3 of a pass: record what the sends did, for the claims this worker still holds, in one transaction.
+
+Sent, task opened, unknown (the provider may have it), retry later, or failed; then
+the enrollments move on. Every write is guarded (`cadence.store.touches.settle`): a
+worker whose lease ran out and whose touch was claimed again by another worker drops
+its result, records nothing over the newer claim, and says so in the log.
+
+A database error while recording is retried, bounded and with backoff, because the
+messages are already out: giving up makes them `unknown`, and the touch then says
+what really happened (sent, but not recorded) rather than that the worker stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from cadence.channels.base import PermanentError, UncertainError
+from cadence.engine.jobs import Job, PassReport
+from cadence.names import TASK_CHANNELS, Channel, EnrollmentState, HistoryKind, TouchStatus
+from cadence.outcomes.completion import move_on, move_on_many
+from cadence.outcomes.events import on_event
+from cadence.plan.planner import Planner
+from cadence.store import enrollments, history, touches
+from cadence.store.db import is_transient
+from cadence.store.rows import EnrollmentRow
+from cadence.store.touches import Result
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from cadence.app import App
+
+log = logging.getLogger("cadence.engine")
+RECORD_ATTEMPTS = 5
+RECORD_BACKOFF_SECONDS = 0.25  # doubled after each failed attempt: about 4 s in all
+
+
+async def record_batch(
+    app: App, worker_id: str, jobs: Sequence[Job], report: PassReport, *, backoff: float = RECORD_BACKOFF_SECONDS
+) -> None:
+    """Record the batch, retrying a database error up to RECORD_ATTEMPTS times before giving up."""
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
+        part = PassReport()
+        try:
+            record(app, worker_id, jobs, app.clock.now(), part)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if attempt == RECORD_ATTEMPTS:
+                log.error("recording %d touches failed %d times, last: %s", len(jobs), attempt, exc)
+                report.unknown += _unrecorded(app, worker_id, jobs, exc, attempt)
+                return
+            log.warning("recording %d touches failed (attempt %d): %s; retrying", len(jobs), attempt, exc)
+            await asyncio.sleep(backoff * 2 ** (attempt - 1))
+            continue
+        report.merge(part)
+        return
+
+
+def record(app: App, worker_id: str, jobs: Sequence[Job], now: datetime, report: PassReport) -> None:
+    engine_cfg = app.settings.engine
+    results = {job.touch_id: _result(app, job, now) for job in jobs}
+    with app.engine.begin() as conn:
+        won = touches.settle(conn, worker_id, now, list(results.values()))
+        for job in jobs:
+            if job.touch_id not in won:
+                log.warning(
+                    "touch %d: this worker's claim was lost (its lease ran out and the touch was claimed or settled "
+                    "since); its result (%s) is dropped",
+                    job.touch_id,
+                    "sent" if job.error is None else job.error,
+                )
+                report.dropped += 1
+        mine = [j for j in jobs if j.touch_id in won]
+        logged = _sent_history(conn, mine, now)
+        moves: list[tuple[EnrollmentRow, Planner, int]] = []  # sent, and alone in the batch: moved together
+        for job in mine:
+            step, lead_id = job.step, job.enrollment.lead_id
+            detail = {"sequence": job.spec.id, "step": step.id, "channel": step.channel, "touch": job.touch_id}
+            if step.channel in TASK_CHANNELS and job.error is None:
+                history.add(conn, lead_id, now, HistoryKind.TASK_OPENED, {**detail, "owner": job.lead.owner})
+                report.tasks_opened += 1
+                continue  # the sequence waits for the task: logged, or expired by the sweep
+            if job.error is None:
+                if job.touch_id in logged:  # the lead's only touch in the batch
+                    moves.append((job.claimed, job.planner, job.index))
+                else:
+                    history.add(conn, lead_id, now, HistoryKind.TOUCH, {**detail, "status": TouchStatus.SENT})
+                    move_on(conn, app, job.claimed, job.planner, job.index, now, now)
+                report.sent[step.channel] += 1
+                continue
+            error = job.error
+            if isinstance(error, UncertainError):
+                failed = {**detail, "status": TouchStatus.UNKNOWN, "error": str(error)}
+                history.add(conn, lead_id, now, HistoryKind.TOUCH, failed)
+                report.unknown += 1
+                continue  # the enrollment waits, like one whose worker died mid-send
+            if not isinstance(error, PermanentError) and job.attempts + 1 < engine_cfg.max_attempts:
+                retry_at = results[job.touch_id].retry_at
+                assert retry_at is not None
+                enrollments.defer(conn, job.enrollment.id, job.touch_id, retry_at)
+                report.retrying += 1
+                continue
+            history.add(
+                conn, lead_id, now, HistoryKind.TOUCH, {**detail, "status": TouchStatus.FAILED, "error": str(error)}
+            )
+            report.failed += 1
+            event = error.event if isinstance(error, PermanentError) else None
+            if event:
+                on_event(
+                    conn, app, lead_id, event, now, cause=f"{step.channel} {step.id}: {error}", detail=detail,
+                    channel=step.channel,
+                )  # fmt: skip
+            current = enrollments.get(conn, job.enrollment.id)
+            if current is not None and current.state == EnrollmentState.ACTIVE:
+                move_on(conn, app, current, job.planner, job.index, now, now)
+        move_on_many(conn, app, moves, now, now)
+
+
+def _result(app: App, job: Job, now: datetime) -> Result:
+    """What to write on the touch: the status its send ended in, with the text that was sent."""
+    step, attempts = job.step, job.attempts + 1
+    if step.channel in TASK_CHANNELS and job.error is None:
+        return Result(job.touch_id, TouchStatus.TASK_OPEN, job.attempts, job.subject, job.body)
+    if job.error is None:
+        provider = job.receipt.provider_id if job.receipt and step.channel == Channel.SMS else None
+        return Result(job.touch_id, TouchStatus.SENT, attempts, job.subject, job.body, provider_id=provider)
+    error = job.error
+    if isinstance(error, UncertainError):
+        text = f"{error}; check, then `cadence retry {job.touch_id}`"
+        return Result(job.touch_id, TouchStatus.UNKNOWN, attempts, job.subject, job.body, error=text)
+    if not isinstance(error, PermanentError) and attempts < app.settings.engine.max_attempts:
+        retry_at = _retry_at(app, job, attempts, now)
+        return Result(job.touch_id, TouchStatus.SCHEDULED, attempts, job.subject, job.body, str(error), None, retry_at)
+    return Result(job.touch_id, TouchStatus.FAILED, attempts, job.subject, job.body, error=str(error))
+
+
+def _sent_history(conn: Connection, jobs: Sequence[Job], now: datetime) -> set[int]:
+    """The "sent" history rows, in one statement, for every lead with no other touch in the batch.
+
+    A lead's history then reads in the same order as if each touch were recorded in turn.
+    Returns the touches whose history row is written.
+    """
+    sent = [j for j in jobs if j.error is None and j.step.channel not in TASK_CHANNELS]
+    per_lead = Counter(j.enrollment.lead_id for j in jobs)
+    alone = [j for j in sent if per_lead[j.enrollment.lead_id] == 1]
+    rows = [
+        (
+            j.enrollment.lead_id,
+            {"sequence": j.spec.id, "step": j.step.id, "channel": j.step.channel, "touch": j.touch_id,
+             "status": TouchStatus.SENT},
+            None,
+        )
+        for j in alone
+    ]  # fmt: skip
+    history.add_many(conn, now, HistoryKind.TOUCH, rows)
+    return {j.touch_id for j in alone}
+
+
+def _retry_at(app: App, job: Job, attempts: int, now: datetime) -> datetime:
+    base = app.settings.engine.backoff_seconds * 2 ** (attempts - 1)
+    digest = hashlib.blake2b(f"{job.touch_id}:{attempts}".encode(), digest_size=2).digest()
+    jitter = 0.75 + (int.from_bytes(digest, "big") / 65535) * 0.5
+    earliest = now + timedelta(seconds=base * jitter)
+    cal = job.planner.calendar
+    return cal.first_slot_from(
+        cal.local_date(earliest), earliest=earliest, at=None, spread_key=None, window=job.planner.window_for(job.step)
+    )
+
+
+def _unrecorded(app: App, worker_id: str, jobs: Sequence[Job], exc: BaseException, attempts: int) -> int:
+    """Give up recording: what went out becomes `unknown`, saying why; returns how many were marked.
+
+    If the database cannot take even this, the touches stay `sending` and the sweep calls
+    them unknown when their lease runs out.
+    """
+    results = []
+    for job in jobs:
+        what = "sent" if job.error is None else f"attempted ({job.error})"
+        error = (
+            f"{what}, but recording it failed {attempts} times ({type(exc).__name__}: {exc}); "
+            f"check, then `cadence retry {job.touch_id}`"
+        )
+        results.append(Result(job.touch_id, TouchStatus.UNKNOWN, job.attempts + 1, job.subject, job.body, error))
+    try:
+        with app.engine.begin() as conn:
+            return len(touches.settle(conn, worker_id, app.clock.now(), results))
+    except Exception as again:
+        if not is_transient(again):
+            raise
+        log.error("could not mark %d unrecorded touches unknown either: %s", len(jobs), again)
+        return 0

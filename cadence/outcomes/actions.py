@@ -1,0 +1,107 @@
+"""Carrying out a rule's `then`: suppress, drop channels, pause, finish, recycle, enroll, notify the owner."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from cadence.enrollment.enroll import enroll_in
+from cadence.names import LIVE_STATES, Channel, HistoryKind, Outcome, SequenceKind, Stage
+from cadence.plan.rules import cool_off
+from cadence.spec.rules import Then
+from cadence.spec.values import parse_duration
+from cadence.store import enrollments, history, leads, recycles, suppressions, tasks
+from cadence.store.rows import EnrollmentRow, LeadRow
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from cadence.app import App
+
+DEFAULT_OUT_OF_OFFICE = timedelta(days=14)
+_SUPPRESSIBLE = (Channel.EMAIL, Channel.SMS, Channel.CALL)
+
+
+def apply_then(
+    conn: Connection,
+    app: App,
+    lead: LeadRow,
+    enrollment: EnrollmentRow | None,
+    then: Then,
+    now: datetime,
+    *,
+    cause: str,
+    until: datetime | None = None,
+) -> list[str]:
+    """Carry out a rule's actions for one lead and one enrollment (None: the lead has none live)."""
+    done: list[str] = []
+    live = enrollment is not None and enrollment.state in LIVE_STATES
+    for channel in then.suppress:
+        address = lead.email if channel == Channel.EMAIL else lead.phone
+        if channel in _SUPPRESSIBLE and address:
+            suppressions.add(conn, Channel(channel), address, f"rule: {cause}", lead.id, now)
+            done.append(f"suppressed {channel} to {address}")
+    drop = sorted(set(then.drop_channels) | ({Channel.TASK} if Channel.TASK in then.suppress else set()))
+    if drop and enrollment is not None:
+        enrollments.drop_channels(conn, enrollment.id, drop)
+        done.append(f"dropped {', '.join(drop)} steps")
+    if then.pause and live and enrollment is not None:
+        if until or then.pause == "until":  # the event's return date; out of office without one: 14 days
+            back = until or now + DEFAULT_OUT_OF_OFFICE
+        else:
+            back = now + parse_duration(then.pause)
+        enrollments.pause(conn, enrollment.id, back)
+        done.append(f"paused until {back.date().isoformat()}")
+    new_enrollment_id = None
+    if then.finish:
+        if live and enrollment is not None:
+            enrollments.finish(conn, enrollment, then.finish, now, cause)
+        leads.set_stage(conn, lead.id, then.finish, now)
+        done.append(f"finished as {then.finish}")
+    elif then.recycle:
+        done += _recycle(conn, app, lead, enrollment if live else None, then, now, cause)
+    if then.enroll:
+        if live and enrollment is not None and not then.continue_:
+            enrollments.finish(conn, enrollment, f"moved to {then.enroll}", now, cause)
+        enrolled, refused = enroll_in(conn, app, then.enroll, [lead.id], now, cause)
+        if enrolled:
+            done.append(f"enrolled into {then.enroll}")
+            new_enrollment_id = enrollments.newest_into(conn, lead.id, then.enroll)
+        else:
+            done.append(f"could not enroll into {then.enroll}: {refused[0]['reason']}")
+    if then.notify_owner:
+        target = new_enrollment_id or (enrollment.id if enrollment is not None else None)
+        if target is not None:
+            notify_owner(conn, lead, target, f"Follow up with {lead.id}: {cause}", cause, now)
+            done.append(f"task opened for {lead.owner}")
+    return done
+
+
+def _recycle(
+    conn: Connection, app: App, lead: LeadRow, enrollment: EnrollmentRow | None, then: Then, now: datetime, cause: str
+) -> list[str]:
+    target = then.recycle
+    assert target is not None
+    if then.max_recycles is not None:
+        count = enrollments.count_into(conn, lead.id, target)
+        if count >= then.max_recycles:
+            if enrollment is not None:
+                enrollments.finish(conn, enrollment, Outcome.UNRESPONSIVE, now, cause)
+            leads.set_stage(conn, lead.id, Stage.UNRESPONSIVE, now)
+            return [f"closed as unresponsive ({count} recycles into {target} already)"]
+    if enrollment is not None:
+        enrollments.finish(conn, enrollment, Outcome.RECYCLED, now, cause)
+    due = now + cool_off(then)
+    recycles.add(conn, lead.id, target, due, cause, enrollment.id if enrollment is not None else None, now)
+    kind = app.catalog.get(target).spec.kind
+    leads.set_stage(conn, lead.id, Stage.NURTURE if kind == SequenceKind.NURTURE else Stage.RECYCLED, now)
+    return [f"recycled into {target} on {due.date().isoformat()}"]
+
+
+def notify_owner(conn: Connection, lead: LeadRow, enrollment_id: int, title: str, note: str, now: datetime) -> int:
+    """A task for the lead's owner outside the sequence's steps (it never moves a sequence)."""
+    touch_id = tasks.open_for_owner(conn, lead.id, lead.owner, enrollment_id, title, note, now)
+    history.add(
+        conn, lead.id, now, HistoryKind.TASK_OPENED, {"touch": touch_id, "title": title, "owner": lead.owner}, note
+    )
+    return touch_id

@@ -88,8 +88,10 @@ class App:
     def sms_hours(self) -> Window:
         return quiet_window(self.settings.sms.quiet_hours)
 
-    def planner(self, sequence: Sequence, timezone: str | None, country: str | None) -> planning.Planner:
-        calendar = planning.calendar_for(
-            self.defaults, sequence.schedule, timezone or self.settings.timezone, country or self.settings.country
-        )
+    def planner(
+        self, sequence: Sequence, timezone: str | None, country: str | None, region: str | None = None
+    ) -> planning.Planner:
+        """The planner of one sequence for one lead: its zone, and the holidays of its country or region."""
+        holidays = self.settings.holiday_calendar_of(country, region)
+        calendar = planning.calendar_for(self.defaults, sequence.schedule, timezone or self.settings.timezone, holidays)
         return planning.Planner(sequence, calendar, self.sms_hours)

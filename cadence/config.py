@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -153,6 +154,26 @@ class EngineSettings(Strict):
     resend_unknown: bool = Field(False, description="Resend touches whose worker died (risks a duplicate)")
 
 
+class EnrollSettings(Strict):
+    cooloff: str = Field(
+        "30d", description="A lead that finished a sequence this recently is not enrolled again by hand without --force"
+    )
+
+    @field_validator("cooloff", mode="before")
+    @classmethod
+    def _cooloff(cls, v: object) -> object:
+        value = str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+        if isinstance(value, str) and value.strip() not in ("0", "none"):
+            values.parse_duration(value)
+        return value
+
+    @property
+    def cooloff_period(self) -> timedelta:
+        return timedelta(0) if self.cooloff.strip() in ("0", "none") else values.parse_duration(self.cooloff)
+
+
+# Countries whose nationwide calendar misses holidays most of the country keeps.
+DEFAULT_REGIONS = {"GB": "GB-ENG"}
 DEFAULT_DISPOSITIONS = {
     "connected_interested": "Connected - interested",
     "meeting_booked": "Meeting booked",
@@ -162,6 +183,7 @@ DEFAULT_DISPOSITIONS = {
     "wrong_number": "Wrong number",
     "not_interested": "Not interested",
     "do_not_call": "Asked not to be called",
+    "done": "Done",
 }
 
 
@@ -169,6 +191,9 @@ class Settings(Strict):
     database: str = "sqlite:///cadence.db"
     timezone: str = "America/New_York"
     country: str = "US"
+    region: str | None = Field(
+        None, description="ISO 3166-2 subdivision whose holidays leads of its country keep when they name none (US-CA)"
+    )
     schedule: DefaultSchedule = DefaultSchedule()
     senders: list[Sender] = Field(default_factory=list)
     templates: str = "templates"
@@ -180,6 +205,7 @@ class Settings(Strict):
     tasks: TaskSettings = TaskSettings()
     limits: LimitSettings = LimitSettings()
     engine: EngineSettings = EngineSettings()
+    enroll: EnrollSettings = EnrollSettings()
     dispositions: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_DISPOSITIONS), description="Codes SDRs log on tasks, with labels"
     )
@@ -200,6 +226,27 @@ class Settings(Strict):
     def _country(cls, v: str) -> str:
         values.holiday_calendar(v)
         return v.upper()
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        code = v.strip().upper()
+        if "-" not in code:
+            raise ValueError(f"region {v!r} must be an ISO 3166-2 subdivision like US-CA or GB-SCT")
+        values.holiday_calendar(code)
+        return code
+
+    def holiday_calendar_of(self, country: str | None, region: str | None) -> str:
+        """Whose public holidays a lead keeps: its own region, else config's `region` for leads of that
+        country, else its country's (England and Wales for GB, whose Easter Monday Scotland does not keep)."""
+        nation = (country or self.country).upper()
+        if region:
+            return region.upper()
+        if self.region and self.region.partition("-")[0] == nation:
+            return self.region
+        return DEFAULT_REGIONS.get(nation, nation)
 
     def sender(self, sender_id: str) -> Sender:
         for s in self.senders:

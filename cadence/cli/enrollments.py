@@ -23,6 +23,11 @@ def enroll_cmd(
     lead_ids: list[str] = typer.Argument(None, metavar="LEAD_ID...", help="Lead ids"),
     csv_file: Path | None = typer.Option(None, "--csv", help="CSV with an `id` (or `email`) column"),
     all_new: bool = typer.Option(False, "--all-new", help="Every lead in stage `new` never enrolled anywhere"),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Enroll past a pending recycle or the cool-off after a finished sequence (cancels the recycle)",
+    ),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Enroll leads into a sequence; refused leads are listed with the reason, and left unchanged."""
@@ -42,7 +47,7 @@ def enroll_cmd(
     if not wanted:
         fail("name at least one lead (LEAD_ID..., --csv FILE or --all-new)")
     try:
-        report = enroll(app, sequence_id, wanted)
+        report = enroll(app, sequence_id, wanted, force=force)
     except KeyError as exc:
         fail(str(exc.args[0]))
     if json_out:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import datetime
 
 import typer
 from rich.table import Table
@@ -10,30 +10,19 @@ from rich.table import Table
 from cadence.app import App
 from cadence.cli.context import state
 from cadence.cli.output import console, fail, print_json
-from cadence.clock import parse_instant
 from cadence.outcomes.dispositions import DispositionError, log_disposition
 from cadence.outcomes.events import record_event
 from cadence.outcomes.history import lead_history
 from cadence.outcomes.pauses import LeadNotFound, pause_lead, resume_lead
-from cadence.plan.timing import zone
-from cadence.store.leads import timezone_of
+from cadence.outcomes.return_dates import return_date
 
 
 def _until(app: App, lead_id: str, text: str | None) -> datetime | None:
     """A date (the lead is back that day, from midnight in the lead's own time zone) or an ISO time."""
-    if not text:
-        return None
     try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        try:
-            return parse_instant(text)
-        except ValueError as exc:
-            fail(f"--until: {exc}")
-    with app.engine.connect() as conn:
-        tz = timezone_of(conn, lead_id)
-    local = datetime.combine(day, time(0), tzinfo=zone(tz or app.settings.timezone))
-    return local.astimezone(UTC)
+        return return_date(app, lead_id, text)
+    except ValueError as exc:
+        fail(f"--until: {exc}")
 
 
 def log(
@@ -41,12 +30,15 @@ def log(
     task_id: int = typer.Argument(..., metavar="TASK_ID"),
     disposition: str = typer.Argument(..., metavar="DISPOSITION"),
     note: str | None = typer.Option(None, "--note"),
+    by: str | None = typer.Option(
+        None, "--by", help="The SDR who made the call (a sender id); default: the task's owner"
+    ),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Complete a call or task with a configured disposition code; the rules run at once."""
     app = state(ctx).app()
     try:
-        done = log_disposition(app, task_id, disposition, note)
+        done = log_disposition(app, task_id, disposition, note, by=by)
     except DispositionError as exc:
         fail(str(exc))
     if json_out:

@@ -9,10 +9,12 @@ sweep calls them `unknown`, and nothing resends them blindly.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
+from cadence.engine.isolation import describe, set_aside
 from cadence.engine.jobs import Job, PassReport
 from cadence.names import MESSAGE_CHANNELS, Channel, HistoryKind, TouchStatus
 from cadence.outcomes.completion import move_on
@@ -22,6 +24,7 @@ from cadence.plan.timing import zone
 from cadence.plan.variants import assign
 from cadence.spec.model import Sequence
 from cadence.store import claims, enrollments, history, leads, suppressions
+from cadence.store.db import is_transient, isolated
 from cadence.store.rows import EnrollmentRow, LeadRow
 
 if TYPE_CHECKING:
@@ -30,11 +33,31 @@ if TYPE_CHECKING:
     from cadence.app import App
 
 
+log = logging.getLogger("cadence.engine")
+
+
 class ClaimLost(RuntimeError):
     """The claim's own writes did not all match: it is rolled back, and nothing was sent."""
 
 
 def claim_batch(app: App, worker_id: str, now: datetime, report: PassReport) -> list[Job]:
+    """Claim a batch; if one due enrollment breaks the claim, claim again with that one set aside."""
+    part = PassReport()
+    try:
+        jobs = _claim(app, worker_id, now, part, isolate=False)
+    except ClaimLost:
+        raise
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        log.warning("claiming a batch failed (%s); claiming each due touch on its own", describe(exc))
+        part = PassReport()
+        jobs = _claim(app, worker_id, now, part, isolate=True)
+    report.merge(part)
+    return jobs
+
+
+def _claim(app: App, worker_id: str, now: datetime, report: PassReport, *, isolate: bool) -> list[Job]:
     settings = app.settings
     lease_until = now + timedelta(seconds=settings.engine.lease_seconds)
     jobs: list[Job] = []
@@ -52,29 +75,27 @@ def claim_batch(app: App, worker_id: str, now: datetime, report: PassReport) -> 
         sender_counts = _sender_counts(app, conn, owners, now)
         retries = claims.touch_attempts(conn, [r.pending_touch_id for r in rows if r.pending_touch_id])
         inserts: list[dict[str, Any]] = []
-        for row in rows:
+
+        def consider(row: EnrollmentRow) -> None:
+            """Skip, defer or claim one due enrollment; the batch's lists change only once nothing can fail."""
             lead = by_id[row.lead_id]
             spec, _ = app.specs.get(conn, row.version_id)
             index = row.next_index
             assert index is not None, "a due enrollment always has a next step"
             step = spec.steps[index]
-            planner = app.planner(spec, lead.timezone, lead.country)
+            planner = app.planner(spec, lead.timezone, lead.country, lead.region)
             reason = why_unusable(step, lead, row.dropped_channels or [], blocked, settings)
             if reason:
                 _skip(app, conn, row, lead, spec, planner, index, reason, now)
                 report.skipped += 1
-                continue
+                return
             later = hold_until(step, lead, planner, now, lead_times.get(lead.id, []), sender_counts, settings)
             if later is not None:
                 enrollments.defer(conn, row.id, row.pending_touch_id, later)
                 report.deferred += 1
-                continue
-            lead_times.setdefault(lead.id, []).append(now)
+                return
             message_id = None
             if step.channel == Channel.EMAIL:
-                counts = sender_counts.setdefault(lead.owner or "", [0, 0])  # in flight: today and this minute
-                counts[0] += 1
-                counts[1] += 1
                 # A resend keeps the Message-ID of the attempt that may have arrived, so the
                 # receiving side can drop the duplicate if it did.
                 earlier = retries.get(row.pending_touch_id, (0, None))[1] if row.pending_touch_id else None
@@ -99,6 +120,23 @@ def claim_batch(app: App, worker_id: str, now: datetime, report: PassReport) -> 
                     }
                 )  # fmt: skip
             jobs.append(job)
+            lead_times.setdefault(lead.id, []).append(now)
+            if step.channel == Channel.EMAIL:
+                counts = sender_counts.setdefault(lead.owner or "", [0, 0])  # in flight: today and this minute
+                counts[0] += 1
+                counts[1] += 1
+
+        for row in rows:
+            if not isolate:
+                consider(row)
+                continue
+            try:
+                with isolated(conn):
+                    consider(row)
+            except Exception as exc:
+                if is_transient(exc) or isinstance(exc, ClaimLost):
+                    raise
+                set_aside(conn, row.lead_id, row.id, now, f"claiming {row.sequence_id}/{row.next_step}", exc)
         fresh = iter(claims.claim_new(conn, inserts))
         for job in jobs:
             if job.touch_id == 0:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from cadence.channels.base import OutgoingEmail, OutgoingSms, PermanentError
+from cadence.engine.isolation import describe
 from cadence.engine.jobs import Job
 from cadence.names import TASK_CHANNELS, Channel
 from cadence.plan.render import RenderError
@@ -31,11 +32,19 @@ def threads(app: App, jobs: Sequence[Job]) -> dict[int, list[TouchRow]]:
 
 
 def compose_or_fail(app: App, job: Job, sent_emails: list[TouchRow]) -> None:
-    """Render one job; a job that cannot be rendered gets a PermanentError and is not sent."""
+    """Render one job; a job that cannot be rendered gets a PermanentError and is not sent.
+
+    Whatever rendering raises (a template's own Python error, a bug) fails this touch with the
+    reason, and the rest of the batch is sent: one lead's data never stops the others.
+    """
     try:
         compose(app, job, sent_emails)
     except RenderError as exc:
         job.error = PermanentError(f"not sent: {exc}")
+    except Exception as exc:
+        job.error = PermanentError(f"not sent: composing {job.step.id} failed: {describe(exc)}")
+    if job.error is not None:
+        job.outgoing = None
 
 
 def compose(app: App, job: Job, sent_emails: list[TouchRow]) -> None:

@@ -21,13 +21,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from cadence.channels.base import PermanentError, UncertainError
+from cadence.engine.isolation import describe, set_aside
 from cadence.engine.jobs import Job, PassReport
 from cadence.names import TASK_CHANNELS, Channel, EnrollmentState, HistoryKind, TouchStatus
 from cadence.outcomes.completion import move_on, move_on_many
 from cadence.outcomes.events import on_event
 from cadence.plan.planner import Planner
 from cadence.store import enrollments, history, touches
-from cadence.store.db import is_transient
+from cadence.store.db import is_transient, isolated
 from cadence.store.rows import EnrollmentRow
 from cadence.store.touches import Result
 
@@ -48,7 +49,16 @@ async def record_batch(
     for attempt in range(1, RECORD_ATTEMPTS + 1):
         part = PassReport()
         try:
-            record(app, worker_id, jobs, app.clock.now(), part)
+            try:
+                record(app, worker_id, jobs, app.clock.now(), part)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                # One job's rules (or a bug) failed the batch: record each job on its own, and set
+                # aside only the one that fails again.
+                log.warning("recording the batch failed (%s); recording each touch on its own", describe(exc))
+                part = PassReport()
+                record(app, worker_id, jobs, app.clock.now(), part, isolate=True)
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -63,8 +73,11 @@ async def record_batch(
         return
 
 
-def record(app: App, worker_id: str, jobs: Sequence[Job], now: datetime, report: PassReport) -> None:
-    engine_cfg = app.settings.engine
+def record(
+    app: App, worker_id: str, jobs: Sequence[Job], now: datetime, report: PassReport, *, isolate: bool = False
+) -> None:
+    """Record in one transaction; with `isolate`, what follows each touch (history, rules, the move) runs
+    in its own savepoint, and a job that fails there is set aside (`cadence.engine.isolation`)."""
     results = {job.touch_id: _result(app, job, now) for job in jobs}
     with app.engine.begin() as conn:
         won = touches.settle(conn, worker_id, now, list(results.values()))
@@ -78,49 +91,94 @@ def record(app: App, worker_id: str, jobs: Sequence[Job], now: datetime, report:
                 )
                 report.dropped += 1
         mine = [j for j in jobs if j.touch_id in won]
-        logged = _sent_history(conn, mine, now)
-        moves: list[tuple[EnrollmentRow, Planner, int]] = []  # sent, and alone in the batch: moved together
+        if not isolate:
+            logged = _sent_history(conn, mine, now)
+            moves: list[tuple[EnrollmentRow, Planner, int]] = []  # sent, and alone in the batch: moved together
+            for job in mine:
+                _follow_up(app, conn, job, results, now, report, moves if job.touch_id in logged else None)
+            move_on_many(conn, app, moves, now, now)
+            return
         for job in mine:
-            step, lead_id = job.step, job.enrollment.lead_id
-            detail = {"sequence": job.spec.id, "step": step.id, "channel": step.channel, "touch": job.touch_id}
-            if step.channel in TASK_CHANNELS and job.error is None:
-                history.add(conn, lead_id, now, HistoryKind.TASK_OPENED, {**detail, "owner": job.lead.owner})
-                report.tasks_opened += 1
-                continue  # the sequence waits for the task: logged, or expired by the sweep
-            if job.error is None:
-                if job.touch_id in logged:  # the lead's only touch in the batch
-                    moves.append((job.claimed, job.planner, job.index))
-                else:
-                    history.add(conn, lead_id, now, HistoryKind.TOUCH, {**detail, "status": TouchStatus.SENT})
-                    move_on(conn, app, job.claimed, job.planner, job.index, now, now)
-                report.sent[step.channel] += 1
-                continue
-            error = job.error
-            if isinstance(error, UncertainError):
-                failed = {**detail, "status": TouchStatus.UNKNOWN, "error": str(error)}
-                history.add(conn, lead_id, now, HistoryKind.TOUCH, failed)
-                report.unknown += 1
-                continue  # the enrollment waits, like one whose worker died mid-send
-            if not isinstance(error, PermanentError) and job.attempts + 1 < engine_cfg.max_attempts:
-                retry_at = results[job.touch_id].retry_at
-                assert retry_at is not None
-                enrollments.defer(conn, job.enrollment.id, job.touch_id, retry_at)
-                report.retrying += 1
-                continue
-            history.add(
-                conn, lead_id, now, HistoryKind.TOUCH, {**detail, "status": TouchStatus.FAILED, "error": str(error)}
-            )
-            report.failed += 1
-            event = error.event if isinstance(error, PermanentError) else None
-            if event:
-                on_event(
-                    conn, app, lead_id, event, now, cause=f"{step.channel} {step.id}: {error}", detail=detail,
-                    channel=step.channel,
-                )  # fmt: skip
-            current = enrollments.get(conn, job.enrollment.id)
-            if current is not None and current.state == EnrollmentState.ACTIVE:
-                move_on(conn, app, current, job.planner, job.index, now, now)
-        move_on_many(conn, app, moves, now, now)
+            part = PassReport()
+            try:
+                with isolated(conn):
+                    _follow_up(app, conn, job, results, now, part, None)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                set_aside(conn, job.enrollment.lead_id, job.enrollment.id, now, f"recording touch {job.touch_id}", exc)
+                part = _counted(job, results)
+            report.merge(part)
+
+
+def _follow_up(
+    app: App,
+    conn: Connection,
+    job: Job,
+    results: dict[int, Result],
+    now: datetime,
+    report: PassReport,
+    moves: list[tuple[EnrollmentRow, Planner, int]] | None,
+) -> None:
+    """What follows one recorded touch: its history, the rules for a permanent failure, the enrollment's move.
+
+    With `moves`, a sent touch whose history row is already written is moved with the others in one batch.
+    """
+    step, lead_id = job.step, job.enrollment.lead_id
+    detail = {"sequence": job.spec.id, "step": step.id, "channel": step.channel, "touch": job.touch_id}
+    if step.channel in TASK_CHANNELS and job.error is None:
+        history.add(conn, lead_id, now, HistoryKind.TASK_OPENED, {**detail, "owner": job.lead.owner})
+        report.tasks_opened += 1
+        return  # the sequence waits for the task: logged, or expired by the sweep
+    if job.error is None:
+        if moves is not None:  # the lead's only touch in the batch
+            moves.append((job.claimed, job.planner, job.index))
+        else:
+            history.add(conn, lead_id, now, HistoryKind.TOUCH, {**detail, "status": TouchStatus.SENT})
+            move_on(conn, app, job.claimed, job.planner, job.index, now, now)
+        report.sent[step.channel] += 1
+        return
+    error = job.error
+    result = results[job.touch_id]
+    if result.status == TouchStatus.UNKNOWN:
+        history.add(
+            conn, lead_id, now, HistoryKind.TOUCH, {**detail, "status": TouchStatus.UNKNOWN, "error": str(error)}
+        )
+        report.unknown += 1
+        return  # the enrollment waits, like one whose worker died mid-send
+    if result.status == TouchStatus.SCHEDULED:
+        assert result.retry_at is not None
+        enrollments.defer(conn, job.enrollment.id, job.touch_id, result.retry_at)
+        report.retrying += 1
+        return
+    history.add(conn, lead_id, now, HistoryKind.TOUCH, {**detail, "status": TouchStatus.FAILED, "error": str(error)})
+    report.failed += 1
+    event = error.event if isinstance(error, PermanentError) else None
+    if event:
+        on_event(
+            conn, app, lead_id, event, now, cause=f"{step.channel} {step.id}: {error}", detail=detail,
+            channel=step.channel,
+        )  # fmt: skip
+    current = enrollments.get(conn, job.enrollment.id)
+    if current is not None and current.state == EnrollmentState.ACTIVE:
+        move_on(conn, app, current, job.planner, job.index, now, now)
+
+
+def _counted(job: Job, results: dict[int, Result]) -> PassReport:
+    """How a set-aside job still counts: its touch was recorded, whatever failed after."""
+    part = PassReport()
+    status = results[job.touch_id].status
+    if status == TouchStatus.SENT:
+        part.sent[job.step.channel] += 1
+    elif status == TouchStatus.TASK_OPEN:
+        part.tasks_opened += 1
+    elif status == TouchStatus.UNKNOWN:
+        part.unknown += 1
+    elif status == TouchStatus.SCHEDULED:
+        part.retrying += 1
+    else:
+        part.failed += 1
+    return part
 
 
 def _result(app: App, job: Job, now: datetime) -> Result:

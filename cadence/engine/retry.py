@@ -34,7 +34,7 @@ def retry(app: App, touch_id: int, *, skip: bool = False) -> str:
             if not touches.skip_unknown(conn, touch_id, now, "not resent (by hand)"):
                 raise RetryError(f"touch {touch_id} changed meanwhile; look again")
             spec, _ = app.specs.get(conn, enrollment.version_id)
-            planner = app.planner(spec, lead.timezone, lead.country)
+            planner = app.planner(spec, lead.timezone, lead.country, lead.region)
             move_on(conn, app, enrollment, planner, touch.step_index, now, now)
             detail = {"touch": touch_id, "status": TouchStatus.SKIPPED}
             history.add(conn, lead.id, now, HistoryKind.TOUCH, detail, "cadence retry --skip")

@@ -10,13 +10,14 @@ process exits.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import signal
 import socket
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 
 from cadence.app import App
@@ -24,6 +25,8 @@ from cadence.engine.dispatcher import Dispatcher, PassReport
 from cadence.engine.sweep import SweepReport, sweep
 
 SWEEP_SECONDS = 60
+GRACE_SECONDS = 30.0  # how long SIGTERM waits for the batch in hand to be sent and recorded
+log = logging.getLogger("cadence.engine")
 
 
 def worker_id() -> str:
@@ -61,7 +64,15 @@ async def run_once(app: App) -> RunReport:
     return report
 
 
-async def run_forever(app: App, *, on_pass: Any = None) -> RunReport:
+async def run_forever(app: App, *, on_pass: Any = None, grace_seconds: float = GRACE_SECONDS) -> RunReport:
+    """Drain due work every `engine.interval_seconds` and sweep every minute, until SIGTERM or SIGINT.
+
+    On a signal no new batch is claimed; the batch in hand finishes sending and is recorded
+    (for up to `grace_seconds`), then the process exits. APScheduler's own shutdown would
+    cancel the running drain mid-batch, leaving its touches `sending` until their lease ran
+    out, so the scheduler is paused first and shut down only once the batch is recorded.
+    On start, lost claims are released (the sweep) before the first drain claims anything.
+    """
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     report = RunReport()
@@ -82,24 +93,34 @@ async def run_forever(app: App, *, on_pass: Any = None) -> RunReport:
                 on_pass(part)
 
     async def housekeeping() -> None:
+        if stop.is_set():
+            return
         async with busy:
             report.sweep.absorb(sweep(app, app.clock.now()))
 
     scheduler = AsyncIOScheduler(timezone=UTC)
-    now = app.clock.now()
     common: dict[str, Any] = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
-    scheduler.add_job(housekeeping, "interval", seconds=SWEEP_SECONDS, next_run_time=now, id="sweep", **common)
-    scheduler.add_job(
-        drain, "interval", seconds=app.settings.engine.interval_seconds, next_run_time=now, id="drain", **common
-    )
     async with stack:
+        report.sweep.absorb(sweep(app, app.clock.now()))  # expired leases first, before any claim
+        now = app.clock.now()
+        scheduler.add_job(
+            housekeeping, "interval", seconds=SWEEP_SECONDS, next_run_time=now + timedelta(seconds=SWEEP_SECONDS),
+            id="sweep", **common,
+        )  # fmt: skip
+        scheduler.add_job(
+            drain, "interval", seconds=app.settings.engine.interval_seconds, next_run_time=now, id="drain", **common
+        )
         scheduler.start()
         try:
             await stop.wait()
         finally:
+            scheduler.pause()  # nothing new starts; the drain in hand goes on
+            try:
+                await asyncio.wait_for(busy.acquire(), timeout=grace_seconds)
+                busy.release()
+            except TimeoutError:
+                log.warning("the batch in hand was not recorded within %s s; its touches become unknown", grace_seconds)
             scheduler.shutdown(wait=False)
-            async with busy:  # the batch in hand finishes and is recorded before we leave
-                pass
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
     return report

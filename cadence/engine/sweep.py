@@ -13,21 +13,27 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from cadence.engine.isolation import describe, set_aside
 from cadence.enrollment.enroll import enroll_in
 from cadence.names import LIVE_STATES, Channel, EnrollmentState, Event, HistoryKind, TouchStatus
 from cadence.outcomes.completion import move_on
 from cadence.outcomes.events import on_event
 from cadence.outcomes.pauses import resume_enrollment
 from cadence.store import enrollments, history, leads, recycles, tasks, touches
+from cadence.store.db import is_transient, isolated
+from cadence.store.rows import TouchRow
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from cadence.app import App
+
+log = logging.getLogger("cadence.engine")
 
 
 @dataclass
@@ -47,29 +53,48 @@ class SweepReport:
 
 
 def sweep(app: App, now: datetime) -> SweepReport:
+    """Each duty in its own transaction, each item in its own savepoint: one broken item never
+    blocks the others, and an item that cannot be carried out is recorded and set aside so it
+    does not come back every minute."""
     report = SweepReport()
-    with app.engine.begin() as conn:
-        _expire_leases(app, conn, now, report)
-        _expire_tasks(app, conn, now, report)
-        _end_pauses(app, conn, now, report)
-        _recycles_due(app, conn, now, report)
+    for duty in (_expire_leases, _expire_tasks, _end_pauses, _recycles_due):
+        try:
+            with app.engine.begin() as conn:
+                duty(app, conn, now, report)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("housekeeping: %s failed (%s); it runs again next time", duty.__name__, describe(exc))
     return report
 
 
 def _end_pauses(app: App, conn: Connection, now: datetime, report: SweepReport) -> None:
     for enrollment in enrollments.paused_until_before(conn, now):
-        resume_enrollment(conn, app, enrollment, now, "pause ended")
+        try:
+            with isolated(conn):
+                resume_enrollment(conn, app, enrollment, now, "pause ended")
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            set_aside(conn, enrollment.lead_id, enrollment.id, now, "resuming after the pause", exc)
+            continue
         report.resumed += 1
 
 
 def _recycles_due(app: App, conn: Connection, now: datetime, report: SweepReport) -> None:
     """Leads whose cool-off is over are enrolled into their recycle sequence (stored, so restarts keep them)."""
     for recycle in recycles.due(conn, now):
-        if not recycles.take(conn, recycle.id):
-            continue  # another worker carried it out
-        enrolled, refused = enroll_in(
-            conn, app, recycle.sequence_id, [recycle.lead_id], now, f"recycle: {recycle.cause}"
-        )
+        try:
+            with isolated(conn):
+                if not recycles.take(conn, recycle.id):
+                    continue  # another worker carried it out
+                cause = f"recycle: {recycle.cause}"
+                enrolled, refused = enroll_in(conn, app, recycle.sequence_id, [recycle.lead_id], now, cause)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            enrolled, refused = [], [{"reason": describe(exc)}]
+            recycles.take(conn, recycle.id)  # carried out as far as it can be: it does not come back
         if enrolled:
             report.recycled += 1
         else:
@@ -101,25 +126,39 @@ def _expire_leases(app: App, conn: Connection, now: datetime, report: SweepRepor
 def _expire_tasks(app: App, conn: Connection, now: datetime, report: SweepReport) -> None:
     days = app.settings.tasks.expire_after_days
     for task in tasks.open_since_before(conn, now - timedelta(days=1)):
-        enrollment = enrollments.get(conn, task.enrollment_id)
-        lead = leads.get(conn, task.lead_id)
-        assert enrollment is not None and lead is not None
-        spec, _ = app.specs.get(conn, enrollment.version_id)
-        planner = app.planner(spec, lead.timezone, lead.country)
-        cal = planner.calendar
-        deadline = cal.bounds(cal.add_allowed_days(cal.local_date(task.due_at), days))[1]
-        if now < deadline:
-            continue
-        if not tasks.expire(conn, task.id, now, f"not worked within {days} allowed days"):
-            continue
-        report.expired += 1
-        on_event(
-            conn, app, lead.id, Event.EXPIRED, now, cause="task expired", detail={"touch": task.id},
-            channel=Channel.TASK, enrollments=[enrollment] if enrollment.state in LIVE_STATES else [],
-        )  # fmt: skip
-        current = enrollments.get(conn, enrollment.id)
-        if current is not None and current.state in LIVE_STATES and current.pending_touch_id == task.id:
-            assert current.next_index is not None
-            move_on(conn, app, current, planner, current.next_index, now, now)
-            if current.state == EnrollmentState.PAUSED:  # the step is over; nothing is due until the pause ends
-                enrollments.hold(conn, current.id)
+        try:
+            with isolated(conn):
+                expired = _expire_task(app, conn, task, days, now)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            reason = set_aside(conn, task.lead_id, task.enrollment_id, now, f"expiring task {task.id}", exc)
+            expired = tasks.expire(conn, task.id, now, f"not worked within {days} allowed days; {reason}")
+        if expired:
+            report.expired += 1
+
+
+def _expire_task(app: App, conn: Connection, task: TouchRow, days: int, now: datetime) -> bool:
+    """Expire one task past its deadline (in the lead's calendar), tell the rules, and move its sequence on."""
+    enrollment = enrollments.get(conn, task.enrollment_id)
+    lead = leads.get(conn, task.lead_id)
+    assert enrollment is not None and lead is not None
+    spec, _ = app.specs.get(conn, enrollment.version_id)
+    planner = app.planner(spec, lead.timezone, lead.country, lead.region)
+    cal = planner.calendar
+    deadline = cal.bounds(cal.add_allowed_days(cal.local_date(task.due_at), days))[1]
+    if now < deadline:
+        return False
+    if not tasks.expire(conn, task.id, now, f"not worked within {days} allowed days"):
+        return False
+    on_event(
+        conn, app, lead.id, Event.EXPIRED, now, cause="task expired", detail={"touch": task.id},
+        channel=Channel.TASK, enrollments=[enrollment] if enrollment.state in LIVE_STATES else [],
+    )  # fmt: skip
+    current = enrollments.get(conn, enrollment.id)
+    if current is not None and current.state in LIVE_STATES and current.pending_touch_id == task.id:
+        assert current.next_index is not None
+        move_on(conn, app, current, planner, current.next_index, now, now)
+        if current.state == EnrollmentState.PAUSED:  # the step is over; nothing is due until the pause ends
+            enrollments.hold(conn, current.id)
+    return True

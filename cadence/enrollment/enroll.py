@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from cadence.names import CLOSED_STAGES, SequenceKind, Stage
-from cadence.store import enrolling
+from cadence.names import CLOSED_STAGES, HistoryKind, SequenceKind, Stage
+from cadence.store import enrolling, history, recycles
 from cadence.store.enrolling import Batch, Candidate
 from cadence.store.errors import Conflict
-from cadence.store.versions import for_enrollment
+from cadence.store.versions import for_enrollment, publish
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -43,12 +43,24 @@ class EnrollReport:
         return {"sequence": self.sequence, "version": self.version, "enrolled": self.enrolled, "refused": self.refused}
 
 
+@dataclass
+class Target:
+    """The version enrollments follow. A never-published file (id 0) is published by the first
+    enrollment that is written, so a refused enrollment publishes nothing."""
+
+    sequence_id: str
+    spec: SequenceSpec
+    id: int
+    version: int
+
+
 def _leads_and_refusals(
-    conn: Connection, chunk: Sequence[str], spec: SequenceSpec
+    conn: Connection, chunk: Sequence[str], spec: SequenceSpec, now: datetime, cooloff: timedelta, force: bool
 ) -> tuple[dict[str, Candidate], dict[str, str]]:
     """(lead id -> lead, lead id -> the reason it may not enroll) for the leads of `chunk` that exist.
 
-    A live enrollment refuses first, then an opt-out, then do-not-contact or a closed stage.
+    A live enrollment refuses first, then an opt-out, then do-not-contact or a closed stage;
+    without `force`, a pending recycle or a sequence finished within the cool-off refuses too.
     """
     leads: dict[str, Candidate] = {}
     reasons: dict[str, str] = {}
@@ -71,7 +83,26 @@ def _leads_and_refusals(
             reasons.setdefault(lid, f"lead {lid} is marked do-not-contact")
         elif lead.stage in CLOSED_STAGES:
             reasons.setdefault(lid, f"lead {lid} is in stage {lead.stage}")
+    if not force:
+        open_ids = [lid for lid in leads if lid not in reasons]
+        for lid, recycle in recycles.pending_of(conn, open_ids).items():
+            on = recycle.due_at.date().isoformat()
+            reasons[lid] = (
+                f"lead {lid} has a pending recycle into {recycle.sequence_id} on {on}; "
+                "use --force to enroll it now (that cancels the recycle)"
+            )
+        if cooloff > timedelta(0):
+            recent = enrolling.finished_since(conn, [lid for lid in open_ids if lid not in reasons], now - cooloff)
+            for lid, done in recent.items():
+                reasons[lid] = (
+                    f"lead {lid} finished {done.sequence_id} on {done.finished_at.date().isoformat()} "
+                    f"({done.outcome}), within the {_days(cooloff)} cool-off (enroll.cooloff); use --force to enroll it"
+                )
     return leads, reasons
+
+
+def _days(period: timedelta) -> str:
+    return f"{period.days}-day" if period.days and not period.seconds else str(period)
 
 
 def enroll(
@@ -80,74 +111,97 @@ def enroll(
     lead_ids: Iterable[str],
     *,
     cause: str = "enrolled by hand",
+    force: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> EnrollReport:
+    """Enroll by hand (`cadence enroll`): refused leads are listed with the reason and left unchanged.
+
+    `force` enrolls leads a pending recycle or the cool-off would refuse, and cancels
+    their pending recycles (the lead's history says so).
+    """
     now = app.clock.now()
     report = EnrollReport(sequence_id)
     wanted = list(dict.fromkeys(lid.strip() for lid in lead_ids if lid.strip()))
-    with app.engine.begin() as conn:
-        current = for_enrollment(conn, app.catalog, sequence_id, now)
-    version_id, report.version, spec = current.id, current.version, current.spec
-    planners: dict[tuple[str | None, str | None], Planner] = {}  # one per (time zone, country) seen
+    with app.engine.connect() as conn:
+        current = for_enrollment(conn, app.catalog, sequence_id, now, publish_now=False)
+    target = Target(sequence_id, current.spec, current.id, current.version)
+    planners: dict[tuple[str | None, str | None, str | None], Planner] = {}  # one per (zone, country, region)
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
+        published_before = target.id
         try:
             with app.engine.begin() as conn:
-                done, refused = _enroll_chunk(app, conn, spec, version_id, chunk, now, cause, report.version, planners)
+                done, refused = _enroll_chunk(app, conn, target, chunk, now, cause, force, planners)
             report.enrolled += done
             report.refused += refused
         except Conflict:
             # A concurrent enrollment won a race for some lead: redo this chunk lead by lead,
             # so the others still go in and the loser is refused with its reason.
+            target.id = published_before  # a version published in the rolled-back chunk is gone with it
             for lead_id in chunk:
+                published_before = target.id
                 try:
                     with app.engine.begin() as conn:
-                        done, refused = _enroll_chunk(
-                            app, conn, spec, version_id, [lead_id], now, cause, report.version, planners
-                        )
+                        done, refused = _enroll_chunk(app, conn, target, [lead_id], now, cause, force, planners)
                     report.enrolled += done
                     report.refused += refused
                 except Conflict:
+                    target.id = published_before
                     report.refused.append(
                         {"lead": lead_id, "reason": f"lead {lead_id} was enrolled elsewhere meanwhile"}
                     )
         if progress:
             progress(len(chunk))
+    report.version = target.version
     return report
 
 
 def enroll_in(
-    conn: Connection, app: App, sequence_id: str, lead_ids: Sequence[str], now: datetime, cause: str
+    conn: Connection,
+    app: App,
+    sequence_id: str,
+    lead_ids: Sequence[str],
+    now: datetime,
+    cause: str,
+    *,
+    force: bool = True,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Enroll inside the caller's transaction (rules, recycles, inbound leads): all or nothing with it.
 
-    A lost race raises `cadence.store.errors.Conflict`; the caller's transaction must roll
-    back, unless the call ran inside `store.enrolling.savepoint`.
+    These are the system's own decisions, so they enroll past a pending recycle and the
+    cool-off (and cancel the recycle) unless `force=False`. An unknown, broken or retired
+    sequence refuses every lead with the reason instead of raising, so one rule pointing at
+    a deleted file cannot stop the engine. A lost race raises `cadence.store.errors.Conflict`;
+    the caller's transaction must roll back, unless the call ran inside `store.enrolling.savepoint`.
     """
-    current = for_enrollment(conn, app.catalog, sequence_id, now)
-    return _enroll_chunk(app, conn, current.spec, current.id, lead_ids, now, cause, current.version)
+    try:
+        current = for_enrollment(conn, app.catalog, sequence_id, now, publish_now=False)
+    except KeyError as exc:
+        reason = str(exc.args[0]) if exc.args else f"sequence {sequence_id!r} cannot be enrolled into"
+        return [], [{"lead": lead_id, "reason": reason} for lead_id in lead_ids]
+    target = Target(sequence_id, current.spec, current.id, current.version)
+    return _enroll_chunk(app, conn, target, lead_ids, now, cause, force)
 
 
 def _enroll_chunk(
     app: App,
     conn: Connection,
-    spec: SequenceSpec,
-    version_id: int,
+    target: Target,
     chunk: Sequence[str],
     now: datetime,
     cause: str,
-    version: int,
-    planners: dict[tuple[str | None, str | None], Planner] | None = None,
+    force: bool,
+    planners: dict[tuple[str | None, str | None, str | None], Planner] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Enroll one chunk in `conn`'s transaction; returns (enrolled, refused) once written.
 
-    `planners` caches one planner per (time zone, country) across the chunks of one call.
+    `planners` caches one planner per (time zone, country, region) across the chunks of one call.
     """
     if planners is None:
         planners = {}
-    leads, refused = _leads_and_refusals(conn, chunk, spec)
+    spec = target.spec
+    leads, refused = _leads_and_refusals(conn, chunk, spec, now, app.settings.enroll.cooloff_period, force)
     due: list[tuple[str, datetime]] = []
-    history: list[tuple[str, dict[str, Any]]] = []
     enrolled: list[dict[str, Any]] = []
     refusals: list[dict[str, str]] = []
     first = spec.steps[0]
@@ -159,22 +213,43 @@ def _enroll_chunk(
         if lead_id in refused:
             refusals.append({"lead": lead_id, "reason": refused[lead_id]})
             continue
-        key = (lead.timezone, lead.country)
+        key = (lead.timezone, lead.country, lead.region)
         planner = planners.get(key)
         if planner is None:
-            planner = planners[key] = app.planner(spec, lead.timezone, lead.country)
+            planner = planners[key] = app.planner(spec, lead.timezone, lead.country, lead.region)
         try:
             first_due = planner.first_due(now, lead_id)
         except ValueError as exc:  # e.g. an `at` time outside this lead's window: nothing can be planned
             refusals.append({"lead": lead_id, "reason": f"cannot plan {spec.id} for lead {lead_id}: {exc}"})
             continue
-        due_iso = first_due.isoformat()
         due.append((lead_id, first_due))
-        history.append((lead_id, {"sequence": spec.id, "version": version, "first_step": first.id, "due_at": due_iso}))
-        enrolled.append({"lead": lead_id, "next_step": first.id, "next_due_at": due_iso})
-    if due:
-        enrolling.add(conn, Batch(spec.id, version_id, spec.kind, first.id, now, cause), due, history)
-        stage = Stage.WORKING if spec.kind == SequenceKind.OUTBOUND else Stage.NURTURE
-        moving = [lead_id for lead_id, _ in due if leads[lead_id].stage != stage]  # already there: nothing to write
-        enrolling.move_stage(conn, moving, stage)
+        enrolled.append({"lead": lead_id, "next_step": first.id, "next_due_at": first_due.isoformat()})
+    if not due:
+        return enrolled, refusals
+    if target.id == 0:  # the first enrollment into a never-published file publishes it
+        target.id, target.version = publish(conn, app.catalog.get(target.sequence_id), now)
+    details = [
+        (lead_id, {"sequence": spec.id, "version": target.version, "first_step": first.id, "due_at": at.isoformat()})
+        for lead_id, at in due
+    ]
+    enrolling.add(conn, Batch(spec.id, target.id, spec.kind, first.id, now, cause), due, details)
+    stage = Stage.WORKING if spec.kind == SequenceKind.OUTBOUND else Stage.NURTURE
+    moving = [lead_id for lead_id, _ in due if leads[lead_id].stage != stage]  # already there: nothing to write
+    enrolling.move_stage(conn, moving, stage)
+    if force:
+        for lead_id in recycles.pending_of(conn, [lead_id for lead_id, _ in due]):
+            cancel_pending_recycles(conn, lead_id, now, f"enrolled into {spec.id} ({cause})")
     return enrolled, refusals
+
+
+def cancel_pending_recycles(conn: Connection, lead_id: str, now: datetime, by: str) -> list[str]:
+    """A later outcome decided this lead's future: its pending recycles are cancelled, and its history says by what."""
+    done = []
+    for recycle in recycles.cancel_for_lead(conn, lead_id):
+        detail = {
+            "action": "recycle cancelled", "sequence": recycle.sequence_id, "due_at": recycle.due_at.isoformat(),
+            "cancelled_by": by,
+        }  # fmt: skip
+        history.add(conn, lead_id, now, HistoryKind.ACTION, detail, by)
+        done.append(f"cancelled the recycle into {recycle.sequence_id} ({by})")
+    return done

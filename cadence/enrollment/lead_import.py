@@ -213,7 +213,7 @@ def new_lead(values: dict[str, Any], owner: str, now: datetime) -> LeadRow:
         "id": values["id"], "email": None, "phone": None, "first_name": None, "last_name": None, "company": None,
         "title": None, "timezone": None, "country": None, "score": None, "sms_consent": False, "stage": Stage.NEW,
         "do_not_contact": False, "email_invalid": False, "phone_invalid": False, "fields": {},
-        "created_at": now, "updated_at": now,
+        "created_at": now, "updated_at": now, "region": None,
     }  # fmt: skip
     return LeadRow(**{**blank, **values, "owner": owner})
 

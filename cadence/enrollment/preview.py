@@ -42,11 +42,11 @@ def preview(
             lead = leads.get(conn, lead_id)
         if lead is None:
             raise UnknownLead(lead_id)
-        tz, country, key = lead.timezone, lead.country, lead_id
+        tz, country, region, key = lead.timezone, lead.country, lead.region, lead_id
     else:
         h = hypothetical or Hypothetical(None, None)
-        tz, country, key = h.timezone, h.country, "preview"
-    planner = app.planner(spec, tz, country)
+        tz, country, region, key = h.timezone, h.country, None, "preview"
+    planner = app.planner(spec, tz, country, region)
     begin = start or app.clock.now()
     sender = None
     if lead is not None and lead.owner:

@@ -23,7 +23,7 @@ def task_queue(
     with app.engine.connect() as conn:
         for task, lead, version_id in views.open_tasks(conn, owner):
             spec, _ = app.specs.get(conn, version_id)
-            cal = app.planner(spec, lead.timezone, lead.country).calendar
+            cal = app.planner(spec, lead.timezone, lead.country, lead.region).calendar
             due_day, today = cal.local_date(task.due_at), cal.local_date(now)
             when = "overdue" if due_day < today else ("today" if due_day == today else "later")
             if due != "all" and when != due:

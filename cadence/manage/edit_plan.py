@@ -144,9 +144,18 @@ class Plan:
 
 
 def pending_changes(app: App, conn: Connection) -> list[str]:
-    """Published sequences whose file differs (edited, broken or deleted): what `cadence run` refuses over."""
+    """Published sequences whose file differs (edited, broken or deleted): what `cadence run` refuses over.
+
+    A broken file that no lead follows (never published, or no live enrollment on it) is not
+    one: `cadence validate` reports it, and the engine runs the other sequences meanwhile.
+    """
     plan = compute_plan(app, conn, None, app.clock.now(), with_moves=False)
-    return [s.sequence for s in plan.sequences if s.status != "new"]
+    return [
+        s.sequence
+        for s in plan.sequences
+        if s.status != "new"
+        and not (s.status == "broken" and (s.row is None or not enrollments.live_count(conn, s.sequence)))
+    ]
 
 
 def make_plan(app: App, sequence_ids: list[str] | None = None) -> Plan:
@@ -228,7 +237,7 @@ def _fill(
         return
     specs: dict[int, Sequence] = {}
     positions: dict[tuple[int, int, str | None], Position] = {}
-    planners: dict[tuple[str | None, str | None], Planner] = {}
+    planners: dict[tuple[str | None, str | None, str | None], Planner] = {}
     new_ids = [s.id for s in new.steps]
     when = edits.time_reader(conn)  # the raw time columns are converted only where needed
 
@@ -240,7 +249,7 @@ def _fill(
 
     sending = 0
     moves: list[Move] = []
-    for eid, lead_id, vid, st, index, step, due, pending_id, last, enrolled, tz, country, status, lease in rows:
+    for eid, lead_id, vid, st, index, step, due, pending_id, last, enrolled, tz, country, region, status, lease in rows:
         pending = None
         if pending_id is not None:
             if status == TouchStatus.SENDING and lease is not None and at_time(lease) >= now:
@@ -256,9 +265,9 @@ def _fill(
         if at.retime:
             due, new_due = when(due), None
             if at.new_index is not None and st == EnrollmentState.ACTIVE:
-                planner = planners.get((tz, country))
+                planner = planners.get((tz, country, region))
                 if planner is None:
-                    planner = planners[(tz, country)] = app.planner(new, tz, country)
+                    planner = planners[(tz, country, region)] = app.planner(new, tz, country, region)
                 if at.new_index == 0:
                     new_due = planner.first_due(at_time(enrolled), lead_id)
                 else:

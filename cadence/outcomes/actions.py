@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from cadence.enrollment.enroll import enroll_in
+from cadence.enrollment.enroll import cancel_pending_recycles, enroll_in
 from cadence.names import LIVE_STATES, Channel, HistoryKind, Outcome, SequenceKind, Stage
+from cadence.outcomes.return_dates import local_day
 from cadence.plan.rules import cool_off
 from cadence.spec.rules import Then
 from cadence.spec.values import parse_duration
@@ -51,13 +52,14 @@ def apply_then(
         else:
             back = now + parse_duration(then.pause)
         enrollments.pause(conn, enrollment.id, back)
-        done.append(f"paused until {back.date().isoformat()}")
+        done.append(f"paused until {local_day(back, lead.timezone or app.settings.timezone)}")
     new_enrollment_id = None
     if then.finish:
         if live and enrollment is not None:
             enrollments.finish(conn, enrollment, then.finish, now, cause)
         leads.set_stage(conn, lead.id, then.finish, now)
         done.append(f"finished as {then.finish}")
+        done += cancel_pending_recycles(conn, lead.id, now, f"finished as {then.finish} ({cause})")
     elif then.recycle:
         done += _recycle(conn, app, lead, enrollment if live else None, then, now, cause)
     if then.enroll:
@@ -95,7 +97,7 @@ def _recycle(
     recycles.add(conn, lead.id, target, due, cause, enrollment.id if enrollment is not None else None, now)
     kind = app.catalog.get(target).spec.kind
     leads.set_stage(conn, lead.id, Stage.NURTURE if kind == SequenceKind.NURTURE else Stage.RECYCLED, now)
-    return [f"recycled into {target} on {due.date().isoformat()}"]
+    return [f"recycled into {target} on {local_day(due, lead.timezone or app.settings.timezone)}"]
 
 
 def notify_owner(conn: Connection, lead: LeadRow, enrollment_id: int, title: str, note: str, now: datetime) -> int:

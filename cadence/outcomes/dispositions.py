@@ -18,11 +18,18 @@ class DispositionError(ValueError):
     """A disposition that cannot be logged, with the reason a rep understands."""
 
 
-def log_disposition(app: App, task_id: int, code: str, note: str | None = None) -> list[str]:
+def log_disposition(app: App, task_id: int, code: str, note: str | None = None, *, by: str | None = None) -> list[str]:
+    """Close a task with `code`; `by` is the SDR who actually made the call (default: the task's owner)."""
     settings = app.settings
     if code not in settings.dispositions:
         valid = ", ".join(f"{c} ({label})" for c, label in settings.dispositions.items())
         raise DispositionError(f"unknown disposition {code!r}; valid codes: {valid}")
+    if by is not None:
+        try:
+            settings.sender(by)
+        except KeyError:
+            known = ", ".join(s.id for s in settings.senders)
+            raise DispositionError(f"--by {by!r} is not a sender in config.yaml (known: {known})") from None
     now = app.clock.now()
     with app.engine.begin() as conn:
         task = touches.get(conn, task_id)
@@ -33,8 +40,9 @@ def log_disposition(app: App, task_id: int, code: str, note: str | None = None) 
         lead = leads.get(conn, task.lead_id)
         assert lead is not None
         label = settings.dispositions[code]
-        detail = {"task": task_id, "step": task.step_id, "code": code, "label": label, "note": note}
-        history.add(conn, lead.id, now, HistoryKind.DISPOSITION, detail, f"logged by {task.owner}")
+        worker = by or task.owner
+        detail = {"task": task_id, "step": task.step_id, "code": code, "label": label, "note": note, "by": worker}
+        history.add(conn, lead.id, now, HistoryKind.DISPOSITION, detail, f"logged by {worker}")
         done = [f"task {task_id} done: {label}"]
         enrollment = enrollments.get(conn, task.enrollment_id)
         assert enrollment is not None
@@ -51,7 +59,7 @@ def log_disposition(app: App, task_id: int, code: str, note: str | None = None) 
         current = enrollments.get(conn, enrollment.id)
         assert current is not None
         if task.step_index >= 0 and current.state in LIVE_STATES and current.pending_touch_id == task_id:
-            planner = app.planner(spec, lead.timezone, lead.country)
+            planner = app.planner(spec, lead.timezone, lead.country, lead.region)
             moved = move_on(conn, app, current, planner, task.step_index, now, now)
             if current.state == EnrollmentState.PAUSED:  # the step is done, but nothing is due until the pause ends
                 enrollments.hold(conn, enrollment.id)

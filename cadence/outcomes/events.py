@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from cadence.enrollment.enroll import cancel_pending_recycles
 from cadence.names import (
     LIVE_STATES,
     MOVABLE_STAGES,
@@ -34,6 +35,7 @@ from cadence.names import (
     HistoryKind,
 )
 from cadence.outcomes.actions import DEFAULT_OUT_OF_OFFICE, apply_then
+from cadence.outcomes.return_dates import local_day
 from cadence.plan.rules import Situation, decide
 from cadence.store import enrollments as enrollment_rows
 from cadence.store import history, leads, suppressions
@@ -49,9 +51,11 @@ __all__ = ["DEFAULT_OUT_OF_OFFICE", "OUTSIDE_EVENTS", "on_event", "record_event"
 
 def _safety(conn: Connection, lead: LeadRow, event: str, now: datetime) -> list[str]:
     done: list[str] = []
-    if event == Event.UNSUBSCRIBED and lead.email:
-        suppressions.add(conn, Channel.EMAIL, lead.email, Event.UNSUBSCRIBED, lead.id, now)
-        done.append(f"suppressed email {lead.email}")
+    if event == Event.UNSUBSCRIBED:
+        if lead.email:
+            suppressions.add(conn, Channel.EMAIL, lead.email, Event.UNSUBSCRIBED, lead.id, now)
+            done.append(f"suppressed email {lead.email}")
+        done += cancel_pending_recycles(conn, lead.id, now, Event.UNSUBSCRIBED)
     elif event == Event.SMS_STOP and lead.phone:
         suppressions.add(conn, Channel.SMS, lead.phone, Event.SMS_STOP, lead.id, now)
         done.append(f"suppressed SMS to {lead.phone}")
@@ -89,6 +93,11 @@ def on_event(
         return []
     done = _safety(conn, lead, event, now)
     targets = list(enrollments) if enrollments is not None else enrollment_rows.live_of_lead(conn, lead_id)
+    if enrollments is None and not targets:
+        # A lead in no live sequence (finished, or waiting out a recycle) still answers: the rules
+        # decide what that means in the light of the sequence it was last in (notify its owner, ...).
+        last = enrollment_rows.latest_of_lead(conn, lead_id)
+        targets = [last] if last is not None else []
     for enrollment in targets:
         done += _for_enrollment(conn, app, lead, enrollment, event, now, cause, until, channel)
     if done:
@@ -117,6 +126,8 @@ def _for_enrollment(
             # The outcome says why the enrollment ended (the reply), not what came next.
             if enrollment_rows.finish(conn, enrollment, event, now, f"{event} is in exit_on"):
                 done.append(f"ended {spec.id} ({event})")
+                if not then.enroll:  # as without a rule: the lead's stage says why it left
+                    leads.set_stage(conn, lead.id, event, now, only_from=MOVABLE_STAGES)
             enrollment = enrollment._replace(state=EnrollmentState.FINISHED)
         done += apply_then(conn, app, lead, enrollment, then, now, cause=f"rule {index + 1}: {event}", until=until)
     elif live and event in spec.exit_on:
@@ -128,7 +139,7 @@ def _for_enrollment(
     elif live and event == Event.OUT_OF_OFFICE:
         back = until or now + DEFAULT_OUT_OF_OFFICE
         enrollment_rows.pause(conn, enrollment.id, back)
-        done.append(f"paused {spec.id} until {back.date().isoformat()}")
+        done.append(f"paused {spec.id} until {local_day(back, lead.timezone or app.settings.timezone)}")
     return done
 
 

@@ -10,15 +10,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from cadence.names import EnrollmentState, HistoryKind
+from cadence.names import EnrollmentState, HistoryKind, TouchStatus
+from cadence.outcomes.completion import move_on
 from cadence.plan.timing import parse_time_of_day
-from cadence.store import enrollments, history, leads
+from cadence.store import enrollments, history, leads, touches
 from cadence.store.rows import EnrollmentRow
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from cadence.app import App
+
+
+# A pending touch in one of these is still in flight: the enrollment keeps waiting for it.
+WAITING = (TouchStatus.TASK_OPEN, TouchStatus.SCHEDULED, TouchStatus.SENDING, TouchStatus.UNKNOWN)
 
 
 class LeadNotFound(KeyError):
@@ -48,9 +53,20 @@ def resume_enrollment(
     lead = leads.get(conn, enrollment.lead_id)
     assert lead is not None
     spec, _ = app.specs.get(conn, enrollment.version_id)
+    waited = touches.get(conn, enrollment.pending_touch_id) if enrollment.pending_touch_id is not None else None
+    if waited is not None and waited.status not in WAITING and waited.step_index >= 0:
+        # The touch it waited on is over (a task expired while it was set aside): move past that step now.
+        if not enrollments.resume(conn, enrollment.id, None):
+            return None
+        planner = app.planner(spec, lead.timezone, lead.country, lead.region)
+        active = enrollment._replace(state=EnrollmentState.ACTIVE, paused_until=None)
+        moved = move_on(conn, app, active, planner, waited.step_index, now, now)
+        detail: dict[str, str | None] = {"action": "resume", "sequence": enrollment.sequence_id, "past": waited.step_id}
+        history.add(conn, enrollment.lead_id, now, HistoryKind.ACTION, detail, cause)
+        return moved.due
     due = None
     if enrollment.pending_touch_id is None and enrollment.next_index is not None:
-        planner = app.planner(spec, lead.timezone, lead.country)
+        planner = app.planner(spec, lead.timezone, lead.country, lead.region)
         step = spec.steps[enrollment.next_index]
         cal = planner.calendar
         due = cal.first_slot_from(

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from cadence.config import Settings
-from cadence.names import MESSAGE_CHANNELS, Channel
+from cadence.names import MESSAGE_CHANNELS, Channel, Event
 from cadence.plan.planner import Planner
 from cadence.spec.model import Step
 from cadence.spec.values import parse_time_of_day
@@ -51,9 +51,13 @@ def suppression_keys(lead: Reachable) -> list[tuple[str, str]]:
 
 
 def why_unusable(
-    step: Step, lead: Reachable, dropped: Collection[str], blocked: Collection[tuple[str, str]], settings: Settings
+    step: Step, lead: Reachable, dropped: Collection[str], blocked: Mapping[tuple[str, str], str], settings: Settings
 ) -> str | None:
-    """Why this step cannot reach this lead at all (it is skipped, and the lead moves on), or None."""
+    """Why this step cannot reach this lead at all (it is skipped, and the lead moves on), or None.
+
+    `blocked` maps the suppressed (channel, address) pairs to the reason they were suppressed,
+    so a skip names the true cause: a STOP, an unsubscribe, or the rule that suppressed it.
+    """
     channel = step.channel
     if lead.do_not_contact:
         return "lead is marked do-not-contact"
@@ -63,14 +67,19 @@ def why_unusable(
         if not lead.email:
             return "lead has no email"
         if (Channel.EMAIL, lead.email) in blocked:
-            return "email address is suppressed (unsubscribed)"
+            return f"email address is suppressed ({_why(blocked[(Channel.EMAIL, lead.email)])})"
         if lead.email_invalid:
             return "email address bounced"
     if channel == Channel.SMS:
         if not lead.phone:
             return "lead has no phone"
         if (Channel.SMS, lead.phone) in blocked:
-            return "phone opted out of SMS (STOP)"
+            why = blocked[(Channel.SMS, lead.phone)]
+            return (
+                "phone opted out of SMS (STOP)"
+                if why == Event.SMS_STOP
+                else f"SMS to this phone is suppressed ({_why(why)})"
+            )
         if lead.phone_invalid:
             return "phone cannot take SMS"
         if settings.sms.require_consent and not lead.sms_consent:
@@ -83,6 +92,11 @@ def why_unusable(
         except KeyError:
             return f"owner {lead.owner!r} is not a sender in config.yaml"
     return None
+
+
+def _why(reason: str) -> str:
+    """A suppression's stored reason as a skip shows it ("rule: rule 6: do_not_call" -> "rule 6: do_not_call")."""
+    return reason.removeprefix("rule: ")
 
 
 def hold_until(

@@ -7,11 +7,13 @@ concurrent `cadence run` processes upgrade one at a time.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.pool import NullPool
 
 import cadence
@@ -108,3 +110,11 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, OperationalError | InterfaceError)
+
+
+@contextmanager
+def isolated(conn: Connection) -> Iterator[None]:
+    """Run one item's writes in a savepoint: if they raise, only they are undone, and the error reaches
+    the caller, whose transaction goes on (one lead's trouble never stops the others)."""
+    with conn.begin_nested():
+        yield

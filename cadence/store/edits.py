@@ -46,6 +46,7 @@ class LiveEnrollment(NamedTuple):
     enrolled_at: Any
     timezone: str | None
     country: str | None
+    region: str | None
     touch_status: str | None  # the pending touch's status (None without one)
     lease_until: Any
 
@@ -65,7 +66,7 @@ class Placement(NamedTuple):
 _LIVE = (
     select(
         E.id, E.lead_id, E.version_id, E.state, E.next_index, E.next_step, raw(E.next_due_at), E.pending_touch_id,
-        raw(E.last_touch_at), raw(E.enrolled_at), LeadT.c.timezone, LeadT.c.country, TouchT.c.status,
+        raw(E.last_touch_at), raw(E.enrolled_at), LeadT.c.timezone, LeadT.c.country, LeadT.c.region, TouchT.c.status,
         raw(TouchT.c.lease_until),
     )
     .select_from(

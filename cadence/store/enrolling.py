@@ -34,6 +34,7 @@ class Candidate(NamedTuple):
     email: str | None
     timezone: str | None
     country: str | None
+    region: str | None
     do_not_contact: bool
     stage: str
     live_sequence: str | None
@@ -45,7 +46,7 @@ class Candidate(NamedTuple):
 # Built once; the chunk's ids are an expanding parameter.
 _CANDIDATES = (
     select(
-        L.id, L.email, L.timezone, L.country, L.do_not_contact, L.stage,
+        L.id, L.email, L.timezone, L.country, L.region, L.do_not_contact, L.stage,
         E.sequence_id.label("live_sequence"), E.kind.label("live_kind"), E.enrolled_at.label("live_since"),
         S.reason.label("opted_out"),
     )
@@ -123,3 +124,24 @@ def savepoint(conn: Connection) -> Iterator[None]:
             yield
     except IntegrityError as exc:
         raise Conflict("a lead was enrolled elsewhere meanwhile") from exc
+
+
+class Finished(NamedTuple):
+    """A lead's most recent finished enrollment: which sequence, when, and why."""
+
+    lead_id: str
+    sequence_id: str
+    finished_at: datetime
+    outcome: str | None
+
+
+def finished_since(conn: Connection, lead_ids: Sequence[str], since: datetime) -> dict[str, Finished]:
+    """Each lead's latest enrollment that finished at or after `since` (the cool-off window)."""
+    if not lead_ids:
+        return {}
+    query = (
+        select(E.lead_id, E.sequence_id, E.finished_at, E.outcome)
+        .where(E.lead_id.in_(list(lead_ids)), E.state == EnrollmentState.FINISHED, E.finished_at >= since)
+        .order_by(E.finished_at, E.id)
+    )
+    return {row.lead_id: Finished._make(row) for row in conn.execute(query)}

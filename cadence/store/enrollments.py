@@ -73,6 +73,13 @@ def live_of_lead(conn: Connection, lead_id: str) -> list[EnrollmentRow]:
     return [EnrollmentRow._make(row) for row in conn.execute(query)]
 
 
+def latest_of_lead(conn: Connection, lead_id: str) -> EnrollmentRow | None:
+    """The lead's most recent enrollment, live or finished."""
+    query = select(*EnrollmentT.c).where(E.lead_id == lead_id).order_by(E.enrolled_at.desc(), E.id.desc()).limit(1)
+    row = conn.execute(query).first()
+    return EnrollmentRow._make(row) if row is not None else None
+
+
 def move(conn: Connection, m: Move) -> bool:
     """One enrollment to its next step; False (and nothing changed) if it no longer waits where `m` says."""
     return conn.execute(_MOVE, _params(m)).rowcount == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import Connection, delete, select
@@ -39,3 +40,22 @@ def due(conn: Connection, now: datetime) -> list[RecycleRow]:
 def take(conn: Connection, recycle_id: int) -> bool:
     """Remove a pending recycle that is being carried out; False if another worker took it first."""
     return conn.execute(delete(RecycleT).where(R.id == recycle_id)).rowcount == 1
+
+
+def pending_of(conn: Connection, lead_ids: Iterable[str]) -> dict[str, RecycleRow]:
+    """Each lead's soonest pending recycle (leads without one are left out)."""
+    ids = list(set(lead_ids))
+    if not ids:
+        return {}
+    out: dict[str, RecycleRow] = {}
+    for row in conn.execute(select(*RecycleT.c).where(R.lead_id.in_(ids)).order_by(R.due_at.desc(), R.id.desc())):
+        out[row.lead_id] = RecycleRow._make(row)
+    return out
+
+
+def cancel_for_lead(conn: Connection, lead_id: str) -> list[RecycleRow]:
+    """Remove every pending recycle of a lead (a later outcome decided its future); returns what was removed."""
+    rows = [RecycleRow._make(row) for row in conn.execute(select(*RecycleT.c).where(R.lead_id == lead_id))]
+    if rows:
+        conn.execute(delete(RecycleT).where(R.id.in_([r.id for r in rows])))
+    return rows

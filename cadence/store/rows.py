@@ -32,6 +32,7 @@ class LeadRow(NamedTuple):
     fields: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    region: str | None
 
     @property
     def name(self) -> str:

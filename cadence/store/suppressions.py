@@ -36,13 +36,15 @@ def is_suppressed(conn: Connection, channel: Channel, address: str) -> bool:
     return conn.execute(query).first() is not None
 
 
-def suppressed(conn: Connection, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which (channel, address) pairs are on the list, looked up by the (channel, address) key."""
+def suppressed(conn: Connection, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Which (channel, address) pairs are on the list, and why, looked up by the (channel, address) key."""
     wanted = set(pairs)
     if not wanted:
-        return set()
+        return {}
     addresses = list({a for _, a in wanted})
     rows = conn.execute(
-        select(SuppressionT.c.channel, SuppressionT.c.address).where(SuppressionT.c.address.in_(addresses))
+        select(SuppressionT.c.channel, SuppressionT.c.address, SuppressionT.c.reason).where(
+            SuppressionT.c.address.in_(addresses)
+        )
     )
-    return {(c, a) for c, a in rows if (c, a) in wanted}
+    return {(c, a): reason for c, a, reason in rows if (c, a) in wanted}

@@ -49,6 +49,8 @@ class Lead(SQLModel, table=True):
     fields: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = _utc(nullable=False)
     updated_at: datetime = _utc(nullable=False)
+    # ISO 3166-2 subdivision (GB-SCT, US-CA) whose public holidays the lead keeps; None: the country's default.
+    region: str | None = Field(default=None, max_length=16)
 
 
 class SequenceVersion(SQLModel, table=True):

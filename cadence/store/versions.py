@@ -109,11 +109,20 @@ def retire(conn: Connection, row: VersionRow, now: datetime) -> tuple[int, int]:
     )
 
 
-def for_enrollment(conn: Connection, catalog: Catalog, sequence_id: str, now: datetime) -> Published:
-    """The version a new enrollment into `sequence_id` follows (publishing a never-published file)."""
+def for_enrollment(
+    conn: Connection, catalog: Catalog, sequence_id: str, now: datetime, *, publish_now: bool = True
+) -> Published:
+    """The version a new enrollment into `sequence_id` follows (publishing a never-published file).
+
+    With `publish_now=False` a never-published file is not written yet: the result has id 0
+    and version 1, and `publish_first` publishes it once an enrollment really goes in, so a
+    refused enrollment publishes nothing.
+    """
     row = latest(conn, sequence_id)
     if row is None:
         loaded = catalog.get(sequence_id)  # KeyError with the reason when the file is unknown or broken
+        if not publish_now:
+            return Published(0, sequence_id, 1, loaded.content_hash, loaded.spec)
         version_id, number = publish(conn, loaded, now)
         return Published(version_id, sequence_id, number, loaded.content_hash, loaded.spec)
     if row.retired:

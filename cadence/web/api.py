@@ -12,20 +12,23 @@ is not JSON, 404 for an unknown lead, 422 for a value that cannot be used.
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from cadence.clock import parse_instant
 from cadence.enrollment.inbound import IntakeError, find_lead, take_lead
 from cadence.names import OUTSIDE_EVENTS
 from cadence.outcomes.events import record_event
+from cadence.outcomes.return_dates import return_date
 from cadence.web.auth import bearer_ok
 from cadence.web.context import context
+
+if TYPE_CHECKING:
+    from cadence.app import App
 
 
 class Refused(Exception):
@@ -51,20 +54,16 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _until(value: Any) -> datetime | None:
-    """A return date (YYYY-MM-DD) or a full ISO 8601 time with offset."""
+def _until(app: App, lead_id: str, value: Any) -> datetime | None:
+    """A return date (YYYY-MM-DD: midnight in the lead's own zone, as the CLI reads it) or an ISO 8601 time."""
     if value in (None, ""):
         return None
     if not isinstance(value, str):
         raise Refused(422, "until must be a date (YYYY-MM-DD) or an ISO 8601 time")
     try:
-        day = date.fromisoformat(value)
-        return datetime(day.year, day.month, day.day, tzinfo=UTC)
-    except ValueError:
-        try:
-            return parse_instant(value)
-        except ValueError as exc:
-            raise Refused(422, f"until: {exc}") from exc
+        return return_date(app, lead_id, value)
+    except ValueError as exc:
+        raise Refused(422, f"until: {exc}") from exc
 
 
 async def post_event(request: Request) -> JSONResponse:
@@ -77,11 +76,11 @@ async def post_event(request: Request) -> JSONResponse:
             raise Refused(422, f"unknown event {event!r}; use one of {', '.join(OUTSIDE_EVENTS)}")
         if note is not None and not isinstance(note, str):
             raise Refused(422, "note must be text")
-        until = _until(body.get("until"))
         app = context(request).app
         lead_id = await run_in_threadpool(find_lead, app, ref)
         if lead_id is None:
             raise Refused(404, f"no lead with id or email {ref!r}")
+        until = await run_in_threadpool(_until, app, lead_id, body.get("until"))
         try:
             done = await run_in_threadpool(record_event, app, lead_id, event, until=until, note=note, source="api")
         except KeyError as exc:  # deleted meanwhile

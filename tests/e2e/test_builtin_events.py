@@ -1,4 +1,4 @@
-"""The built-in behaviours of events (cadence/events.py), through the CLI under CADENCE_NOW.
+"""The built-in behaviours of events (cadence/outcomes/events.py), through the CLI under CADENCE_NOW.
 
 Safety built-ins hold whatever the rules say: `unsubscribed` suppresses the email
 address everywhere, `sms_stop` suppresses SMS to the number everywhere while the
@@ -6,6 +6,9 @@ other channels go on, `bounced` marks the email invalid. Without a matching rule
 `exit_on` event ends the enrollment, `out_of_office` pauses it until the return date
 (14 days if none), and anything else lets it go on. A task nobody works expires and
 the sequence moves on; `cadence history` tells the whole story.
+
+The starter config tells the owner about every reply (a rule); these tests are about what
+happens without one, so their project drops that rule.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cadence.clock import parse_instant
 from tests.conftest import Cli
@@ -54,6 +58,17 @@ steps:
   - {id: text, day: 1, channel: sms, template: outbound-saas/sms-1.txt.j2}
   - {id: note, day: 2, channel: email, subject: "A note for {{ lead.company }}", template: outbound-saas/bump.md.j2}
 """
+
+
+@pytest.fixture(autouse=True)
+def no_reply_rule(project: Path) -> None:
+    """The starter config without its notify-on-any-reply rule: what events do when no rule matches."""
+    path = project / "config.yaml"
+    lines = path.read_text().splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("- when: {event: [replied, sms_reply]}"))
+    assert lines[start + 1].strip() == "then: {notify_owner: true}"
+    path.write_text("".join(lines[:start] + lines[start + 2 :]))
+    assert all(rule["then"] != {"notify_owner": True} for rule in yaml.safe_load(path.read_text())["rules"])
 
 
 @pytest.fixture
@@ -292,7 +307,7 @@ def test_history_json_tells_the_whole_story_oldest_first_with_causes(started: Cl
     assert (sent["detail"]["step"], sent["detail"]["status"]) == ("intro", "sent")
     assert disposition["detail"] == {
         "task": task["id"], "step": "call-1", "code": "not_now", "label": "Connected - bad timing",
-        "note": "call back in Q1",
+        "note": "call back in Q1", "by": "alice",
     }  # fmt: skip
     assert disposition["cause"] == "logged by alice"
     assert (finished["detail"]["outcome"], finished["cause"]) == ("recycled", "rule 2: not_now")

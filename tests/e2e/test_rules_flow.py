@@ -173,7 +173,9 @@ def test_rule_6_do_not_call_suppresses_call_and_sms_in_every_sequence_and_email_
     assert f"suppressed call to {DANA_PHONE}" in done and f"suppressed sms to {DANA_PHONE}" in done
     daily_runs(started, range(1, 12))
     by_step = touches(started, "L1", "2026-12-12T12:00:00-05:00")
-    assert by_step["sms-1"]["status"] == "skipped" and "opted out of SMS" in by_step["sms-1"]["error"]
+    # The true cause: the do_not_call rule suppressed the number, the lead never texted STOP.
+    assert by_step["sms-1"]["status"] == "skipped"
+    assert by_step["sms-1"]["error"] == "SMS to this phone is suppressed (rule 6: do_not_call)"
     assert by_step["call-2"]["status"] == "skipped" and by_step["call-2"]["error"] == "lead asked not to be called"
     assert by_step["bump"]["status"] == by_step["case-study"]["status"] == "sent"
     assert outbox_sms(project, DANA_PHONE) == []

@@ -294,9 +294,10 @@ def test_enrolling_the_same_nurture_twice_is_refused(app: App) -> None:
 
 def test_a_finished_enrollment_does_not_block_a_new_one(app: App) -> None:
     enroll(app, "outbound-saas", ["L1"])
+    finished = NOW - timedelta(days=31)  # past the 30-day cool-off (enroll.cooloff)
     with app.engine.begin() as conn:
         conn.execute(
-            update(EnrollmentT).values(state="finished", outcome="completed", finished_at=NOW, next_due_at=None)
+            update(EnrollmentT).values(state="finished", outcome="completed", finished_at=finished, next_due_at=None)
         )
     report = enroll(app, "outbound-saas", ["L1"])
     assert [e["lead"] for e in report.enrolled] == ["L1"] and report.refused == []

@@ -318,7 +318,12 @@ def test_events_need_the_bearer_token(app: App, web: httpx.Client) -> None:
     assert events(app, "L1") == []
     answer = web.post("/events", json={**body, "lead": "L1@Northwind.example", "note": "seen in inbox"}, headers=BEARER)
     assert answer.status_code == 200
-    assert answer.json() == {"lead": "L1", "event": "replied", "actions": ["ended texting (replied)"]}
+    # The starter rules tell the owner about any reply.
+    assert answer.json() == {
+        "lead": "L1",
+        "event": "replied",
+        "actions": ["ended texting (replied)", "task opened for alice"],
+    }
     assert events(app, "L1") == ["replied"]
 
 

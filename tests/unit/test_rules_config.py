@@ -47,4 +47,4 @@ def test_starter_config_rules_are_consistent() -> None:
     assert settings is not None and not diags
     ids = {p.stem for p in (root / "sequences").glob("*.yaml")}
     assert check_references(root / "config.yaml", settings, ids) == []
-    assert len(settings.rules) == 9 and len(settings.dispositions) == 8
+    assert len(settings.rules) == 10 and len(settings.dispositions) == 9

@@ -61,19 +61,20 @@ class App:
 
     @cached_property
     def renderer(self) -> Renderer:
-        return Renderer(self.settings.templates_dir)
+        return Renderer(self.settings.templates_dir, limits=self.settings.render.limits)
 
     def renderer_for(self, conn: Connection, version_id: int) -> Renderer:
         """The renderer of one published version: its stored templates first, then the folder."""
         renderers = self.__dict__.setdefault("_renderers", {})
         if version_id not in renderers:
             sources = self.specs.templates(conn, version_id)
-            renderers[version_id] = Renderer(self.settings.templates_dir, sources) if sources else self.renderer
+            limits = self.settings.render.limits
+            renderers[version_id] = Renderer(self.settings.templates_dir, sources, limits) if sources else self.renderer
         return renderers[version_id]
 
     @cached_property
     def templates(self) -> TemplateFolder:
-        return TemplateFolder(self.settings.templates_dir)
+        return TemplateFolder(self.settings.templates_dir, self.settings.render.limits)
 
     @cached_property
     def catalog(self) -> Catalog:

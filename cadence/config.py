@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cadence.spec import values
 from cadence.spec.rules import Rule, as_set
+from cadence.spec.sandbox import RenderLimits
 from cadence.spec.source import Diagnostic, Located, SpecError, read_yaml, validate_model
 
 
@@ -172,6 +173,18 @@ class EnrollSettings(Strict):
         return timedelta(0) if self.cooloff.strip() in ("0", "none") else values.parse_duration(self.cooloff)
 
 
+class RenderSettings(Strict):
+    """How far one template may go: a loop that never ends or megabytes of text fail that message, not the engine."""
+
+    timeout_seconds: float = Field(2.0, gt=0, le=60, description="How long one template may take to render")
+    max_email_kib: int = Field(256, ge=1, le=10240, description="Largest email body (each part), in KiB")
+    max_sms_chars: int = Field(1600, ge=1, le=1600, description="Longest SMS text, in characters (Twilio's limit)")
+
+    @property
+    def limits(self) -> RenderLimits:
+        return RenderLimits(self.timeout_seconds, self.max_email_kib * 1024, self.max_sms_chars)
+
+
 # Countries whose nationwide calendar misses holidays most of the country keeps.
 DEFAULT_REGIONS = {"GB": "GB-ENG"}
 DEFAULT_DISPOSITIONS = {
@@ -206,6 +219,7 @@ class Settings(Strict):
     limits: LimitSettings = LimitSettings()
     engine: EngineSettings = EngineSettings()
     enroll: EnrollSettings = EnrollSettings()
+    render: RenderSettings = RenderSettings()
     dispositions: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_DISPOSITIONS), description="Codes SDRs log on tasks, with labels"
     )

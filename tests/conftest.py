@@ -26,7 +26,7 @@ from cadence.store.db import make_engine, upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("CADENCE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-TABLES = ("recycle", "history", "touch", "suppression", "enrollment", "sequenceversion", "lead")
+TABLES = ("recycle", "history", "touch", "suppression", "enrollment", "sequenceversion", "lead", "smsreceipt")
 
 
 def _pg_up() -> bool:

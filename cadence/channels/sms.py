@@ -7,7 +7,10 @@ How Twilio's answers become our errors (see `error_for`):
 
     SendError
     ├── TransientError     HTTP 429 and 5xx; Twilio 30003 (unreachable) and 30008 (unknown);
-    │                      no answer at all (connection refused or dropped, timeout)
+    │                      Twilio could not be reached (connection refused)
+    ├── UncertainError     the request went out and no usable answer came back: a timeout, a
+    │                      dropped connection, or anything unexpected while reading the answer
+    │                      (the touch becomes `unknown`, resent only by `cadence retry`)
     └── PermanentError     event "sms_stop" (21610), "phone_invalid" (21211),
                            "not_mobile" (21614); any other 4xx has event None
 
@@ -16,10 +19,10 @@ The twilio client does not retry on its own as we build it: `AsyncTwilioHttpClie
 wraps its session in aiohttp-retry only when given `max_retries`, and we never pass
 it, so a 429 reaches us on the first answer and becomes a TransientError.
 
-One caveat on "transient means unsent": a timeout or a dropped connection after
-the request went out is ambiguous (Twilio may have queued the message), and the
-Messages API has no idempotency key. We still report it as transient, as the
-channel protocol asks; the timeout is generous so that this stays rare.
+Once the request may have reached Twilio, nothing is called transient or permanent
+by guesswork: the Messages API has no idempotency key, so a resend could text a
+prospect twice, and a permanent failure would wrongly tell the rules the message
+never went. Such errors are uncertain; the timeout is generous so that this stays rare.
 """
 
 from __future__ import annotations
@@ -310,9 +313,11 @@ class TwilioSmsTransport:
                 # The request may have reached Twilio (which has no idempotency key): never resend blindly.
                 detail = str(exc) or type(exc).__name__
                 return Receipt(message.touch_id, error=UncertainError(f"no answer from Twilio after sending: {detail}"))
-            except Exception as exc:  # a malformed answer, say: never guess that it was not sent
+            except Exception as exc:  # a malformed answer, say: it may well have been sent, so never resend blindly
                 detail = f"{type(exc).__name__}: {exc}"
-                return Receipt(message.touch_id, error=PermanentError(f"unexpected error sending via Twilio: {detail}"))
+                return Receipt(
+                    message.touch_id, error=UncertainError(f"unexpected error after sending via Twilio: {detail}")
+                )
         return Receipt(message.touch_id, provider_id=created.sid)
 
     async def aclose(self) -> None:

@@ -28,7 +28,7 @@ def report(
     since: str | None = typer.Option(
         None, "--since", help="Only what happened on or after this date (midnight in config.yaml's time zone) or time"
     ),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON"),
     csv_file: Path | None = typer.Option(None, "--csv", help="Also write one row per sequence, step and variant"),
     chart_file: Path | None = typer.Option(None, "--chart", help="Also draw the step funnel (.png or .svg)"),
 ) -> None:
@@ -163,7 +163,7 @@ def forecast_cmd(
     connect_rate: float = typer.Option(0.0, "--connect-rate", min=0.0, max=1.0, help="Share of calls that connect"),
     timezone: str | None = typer.Option(None, "--timezone", help="The leads' IANA time zone (default: config.yaml's)"),
     country: str | None = typer.Option(None, "--country", help="The leads' country, for holidays (default: config's)"),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = typer.Option(False, "--json", help="Print the forecast as JSON"),
 ) -> None:
     """Emails, SMS, calls and tasks per day per SDR if N leads were enrolled now (expected values; writes nothing)."""
     app = state(ctx).app()

@@ -50,8 +50,10 @@ def show(plan: Plan) -> None:
 
 def plan_cmd(
     ctx: typer.Context,
-    sequence_ids: list[str] = typer.Argument(None, metavar="[SEQUENCE_ID]...", show_default=False),
-    json_out: bool = typer.Option(False, "--json"),
+    sequence_ids: list[str] = typer.Argument(
+        None, metavar="[SEQUENCE_ID]...", show_default=False, help="Only these sequences (default: every one)"
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the plan as JSON"),
 ) -> None:
     """What applying the sequence files would change, for every enrolled lead (changes nothing)."""
     app = state(ctx).app()
@@ -67,9 +69,11 @@ def plan_cmd(
 
 def apply_cmd(
     ctx: typer.Context,
-    sequence_ids: list[str] = typer.Argument(None, metavar="[SEQUENCE_ID]...", show_default=False),
+    sequence_ids: list[str] = typer.Argument(
+        None, metavar="[SEQUENCE_ID]...", show_default=False, help="Only these sequences (default: every one)"
+    ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation"),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = typer.Option(False, "--json", help="Print what was applied as JSON"),
 ) -> None:
     """Publish the sequence files and migrate enrolled leads by step id, atomically."""
     app = state(ctx).app()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from enum import StrEnum
 from typing import Any
 
 import typer
@@ -10,33 +11,48 @@ from rich.table import Table
 
 from cadence.app import App
 from cadence.cli.context import state
-from cadence.cli.output import console, errors, fail, print_json
+from cadence.cli.output import console, errors, fail, print_json, say_when_cut
 from cadence.engine.retry import RetryError, retry
 from cadence.engine.runner import run_forever, run_once
 from cadence.enrollment.task_queue import task_queue
 from cadence.manage.edit_apply import ApplyError, apply
 from cadence.manage.edit_plan import pending_changes
-from cadence.names import TOUCH_STATUSES
+from cadence.names import TouchStatus
 from cadence.store import listings
 
-STATUSES = TOUCH_STATUSES
+JSON_HELP = "Print JSON for scripts instead of a table"
+
+
+class EditSource(StrEnum):
+    """What `cadence run --use` runs while sequence files have unapplied edits."""
+
+    PUBLISHED = "published"
+    FILES = "files"
+
+
+class Due(StrEnum):
+    """`cadence tasks --due`: the values `task_queue` filters on."""
+
+    TODAY = "today"
+    OVERDUE = "overdue"
+    ALL = "all"
 
 
 def run(
     ctx: typer.Context,
     once: bool = typer.Option(False, "--once", help="One full pass at CADENCE_NOW, then exit"),
-    use: str | None = typer.Option(
-        None, "--use", help="With unapplied sequence edits: `published` runs the published versions, `files` applies"
+    use: EditSource | None = typer.Option(
+        None,
+        "--use",
+        help="With unapplied sequence edits: `published` runs the published versions, `files` applies the edits first",
     ),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = typer.Option(False, "--json", help="Print what the pass did as JSON"),
 ) -> None:
     """The engine: drain due touches every few seconds (APScheduler), sweep lost claims and stale tasks."""
     app = state(ctx).app()
     if app.settings.public_url and not app.secret and app.settings.email.transport == "smtp":
         fail("set CADENCE_SECRET: unsubscribe links are signed with it")
-    if use not in (None, "published", "files"):
-        fail(f"--use takes `published` or `files`, not {use!r}")
-    _settle_edits(app, "files" if use is None and app.settings.auto_apply else use)
+    _settle_edits(app, EditSource.FILES if use is None and app.settings.auto_apply else use)
     if once:
         report = asyncio.run(run_once(app))
     else:
@@ -54,16 +70,16 @@ def run(
     )
 
 
-def _settle_edits(app: App, use: str | None) -> None:
+def _settle_edits(app: App, use: EditSource | None) -> None:
     """Never mix versions silently: edited files are applied, knowingly ignored, or the engine won't start."""
     with app.engine.connect() as conn:
         pending = pending_changes(app, conn)
     if not pending:
         return
-    if use == "published":
+    if use == EditSource.PUBLISHED:
         errors.print(f"note: running the published versions; unapplied edits in {', '.join(pending)}")
         return
-    if use == "files":
+    if use == EditSource.FILES:
         try:
             plan = apply(app, pending)
         except ApplyError as exc:
@@ -80,17 +96,16 @@ def _settle_edits(app: App, use: str | None) -> None:
 
 def touches(
     ctx: typer.Context,
-    status: str | None = typer.Option(None, "--status", help=f"One of: {', '.join(STATUSES)}"),
-    lead: str | None = typer.Option(None, "--lead"),
-    limit: int = typer.Option(200, "--limit"),
-    json_out: bool = typer.Option(False, "--json"),
+    status: TouchStatus | None = typer.Option(None, "--status", help="Only touches in this status"),
+    lead: str | None = typer.Option(None, "--lead", help="Only this lead's touches"),
+    limit: int = typer.Option(200, "--limit", min=1, help="Show at most this many (the earliest due first)"),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """List touches, e.g. `--status unknown` for sends a dead worker may or may not have made."""
-    if status is not None and status not in STATUSES:
-        fail(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
     app = state(ctx).app()
     with app.engine.connect() as conn:
         rows = listings.touches(conn, status=status, lead_id=lead, limit=limit)
+        total = len(rows) if len(rows) < limit else listings.count_touches(conn, status=status, lead_id=lead)
     items: list[dict[str, Any]] = [
         {
             "id": r.id, "lead": r.lead_id, "sequence": r.sequence_id, "step": r.step_id, "channel": r.channel,
@@ -101,6 +116,7 @@ def touches(
     ]  # fmt: skip
     if json_out:
         print_json(items)
+        say_when_cut(len(items), total)
         return
     table = Table("id", "lead", "sequence", "step", "channel", "status", "due (UTC)", "error")
     for t in items:
@@ -109,11 +125,12 @@ def touches(
             t["due_at"].isoformat()[:16], t["error"] or "",
         )  # fmt: skip
     console.print(table)
+    say_when_cut(len(items), total)
 
 
 def retry_cmd(
     ctx: typer.Context,
-    touch_id: int = typer.Argument(..., metavar="TOUCH_ID"),
+    touch_id: int = typer.Argument(..., metavar="TOUCH_ID", help="The touch's id (`cadence touches --status unknown`)"),
     skip: bool = typer.Option(False, "--skip", help="Do not resend: record it as skipped and move the lead on"),
 ) -> None:
     """Resend an `unknown` touch (one a dead worker may or may not have sent)."""
@@ -127,17 +144,20 @@ def retry_cmd(
 def tasks(
     ctx: typer.Context,
     owner: str | None = typer.Option(None, "--owner", help="Sender id (an SDR)"),
-    due: str = typer.Option("all", "--due", help="today | overdue | all"),
-    json_out: bool = typer.Option(False, "--json"),
+    due: Due = typer.Option(Due.ALL, "--due", help="Only tasks due today, only overdue ones, or all"),
+    limit: int = typer.Option(200, "--limit", min=1, help="Show at most this many (in queue order)"),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """A rep's open call and manual tasks: overdue and due today first, then the hottest leads."""
     app = state(ctx).app()
     try:
-        items = task_queue(app, owner=owner, due=due)
+        queue = task_queue(app, owner=owner, due=due.value)
     except ValueError as exc:
         fail(str(exc))
+    items = queue[:limit]
     if json_out:
         print_json(items)
+        say_when_cut(len(items), len(queue))
         return
     table = Table("task", "due", "lead", "company", "phone", "score", "step", "title")
     for t in items:
@@ -147,6 +167,7 @@ def tasks(
             lead["phone"] or "", str(lead["score"] or ""), f"{t['sequence']}/{t['step']}", t["title"] or "",
         )  # fmt: skip
     console.print(table)
+    say_when_cut(len(items), len(queue))
 
 
 def register(app: typer.Typer) -> None:

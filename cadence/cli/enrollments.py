@@ -28,7 +28,10 @@ def enroll_cmd(
         "--force",
         help="Enroll past a pending recycle or the cool-off after a finished sequence (cancels the recycle)",
     ),
-    json_out: bool = typer.Option(False, "--json"),
+    allow_missing: bool = typer.Option(
+        False, "--allow-missing", help="Enroll leads lacking a field a template needs (that touch fails when due)"
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the enrolled and refused leads as JSON"),
 ) -> None:
     """Enroll leads into a sequence; refused leads are listed with the reason, and left unchanged."""
     app = state(ctx).app()
@@ -47,7 +50,7 @@ def enroll_cmd(
     if not wanted:
         fail("name at least one lead (LEAD_ID..., --csv FILE or --all-new)")
     try:
-        report = enroll(app, sequence_id, wanted, force=force)
+        report = enroll(app, sequence_id, wanted, force=force, allow_missing=allow_missing)
     except KeyError as exc:
         fail(str(exc.args[0]))
     if json_out:
@@ -63,7 +66,7 @@ def enroll_cmd(
 def status(
     ctx: typer.Context,
     lead_id: str = typer.Argument(..., metavar="LEAD_ID"),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = typer.Option(False, "--json", help="Print {lead, enrollments, touches} as JSON"),
 ) -> None:
     """A lead, its enrollments and every touch."""
     app = state(ctx).app()
@@ -106,7 +109,7 @@ def preview_cmd(
     country: str | None = typer.Option(None, "--country", help="Hypothetical lead's country (holidays)"),
     start: str | None = typer.Option(None, "--start", help="Enrollment time, ISO 8601 with offset (default: now)"),
     render: bool = typer.Option(False, "--render", help="Render subjects and bodies"),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = typer.Option(False, "--json", help="Print the steps as JSON"),
 ) -> None:
     """Every step's date and time, lead-local and UTC, before anything is sent."""
     app = state(ctx).app()

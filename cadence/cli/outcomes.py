@@ -29,11 +29,11 @@ def log(
     ctx: typer.Context,
     task_id: int = typer.Argument(..., metavar="TASK_ID"),
     disposition: str = typer.Argument(..., metavar="DISPOSITION"),
-    note: str | None = typer.Option(None, "--note"),
+    note: str | None = typer.Option(None, "--note", help="Free text kept with the disposition"),
     by: str | None = typer.Option(
         None, "--by", help="The SDR who made the call (a sender id); default: the task's owner"
     ),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = typer.Option(False, "--json", help="Print the actions the rules took as JSON"),
 ) -> None:
     """Complete a call or task with a configured disposition code; the rules run at once."""
     app = state(ctx).app()
@@ -52,9 +52,11 @@ def event(
     ctx: typer.Context,
     lead_id: str = typer.Argument(..., metavar="LEAD_ID"),
     name: str = typer.Argument(..., metavar="EVENT"),
-    until: str | None = typer.Option(None, "--until", help="Return date (out_of_office), YYYY-MM-DD"),
-    note: str | None = typer.Option(None, "--note"),
-    json_out: bool = typer.Option(False, "--json"),
+    until: str | None = typer.Option(
+        None, "--until", help="Return date (out_of_office): YYYY-MM-DD, from midnight in the lead's time zone"
+    ),
+    note: str | None = typer.Option(None, "--note", help="Free text kept with the event"),
+    json_out: bool = typer.Option(False, "--json", help="Print the actions the rules took as JSON"),
 ) -> None:
     """Record an event from outside: replied, meeting_booked, out_of_office, unsubscribed, ..."""
     app = state(ctx).app()
@@ -97,7 +99,7 @@ def resume(ctx: typer.Context, lead_id: str = typer.Argument(..., metavar="LEAD_
 def history(
     ctx: typer.Context,
     lead_id: str = typer.Argument(..., metavar="LEAD_ID"),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = typer.Option(False, "--json", help="Print [{at, kind, detail, cause}] as JSON"),
 ) -> None:
     """The whole story of a lead: enrollments, touches, events, dispositions and actions, with causes."""
     app = state(ctx).app()

@@ -29,5 +29,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def say_when_cut(shown: int, total: int) -> None:
+    """A list cut at --limit says so (on stderr, so --json output stays one document)."""
+    if shown < total:
+        errors.print(f"showing {shown:,} of {total:,}; use --limit", markup=False)
+
+
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None

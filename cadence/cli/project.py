@@ -2,33 +2,44 @@
 
 from __future__ import annotations
 
-import shutil
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import typer
 
 from cadence.cli.context import state
 from cadence.cli.output import console, errors, fail, print_json
-from cadence.config import check_references, check_settings
-from cadence.spec.load import load_catalog
+from cadence.config import check_references, check_settings, quiet_window
+from cadence.spec.load import Windows, load_catalog
 from cadence.spec.source import Diagnostic
 from cadence.spec.templates import TemplateFolder
+from cadence.spec.values import Window
 
-STARTER = Path(__file__).resolve().parents[2]
-STARTER_FILES = ("config.yaml", "sequences", "templates", "examples/leads.csv")
+
+def starter() -> Traversable:
+    """The starter project shipped inside the package (read through importlib.resources, so a wheel has it)."""
+    return files("cadence") / "starter"
+
+
+def _copy(source: Traversable, target: Path) -> None:
+    if source.is_dir():
+        target.mkdir(exist_ok=True)
+        for child in source.iterdir():
+            if child.name != "__pycache__":
+                _copy(child, target / child.name)
+    else:
+        target.write_bytes(source.read_bytes())
 
 
 def init(directory: Path = typer.Argument(..., help="Folder for the new project")) -> None:
-    """Write a working starter project: config.yaml, two sequences, templates, example leads."""
+    """Write a working starter project: config.yaml, five sequences, their templates, eight example leads."""
+    if directory.exists() and not directory.is_dir():
+        fail(f"{directory} is a file; choose a new folder")
     if directory.exists() and any(directory.iterdir()):
         fail(f"{directory} is not empty; choose a new folder")
     directory.mkdir(parents=True, exist_ok=True)
-    for name in STARTER_FILES:
-        source, target = STARTER / name, directory / Path(name).name
-        if source.is_dir():
-            shutil.copytree(source, target)
-        else:
-            shutil.copy2(source, target)
+    _copy(starter(), directory)
     console.print(f"Starter project written to [bold]{directory}[/]. Next:")
     console.print(f"  cd {directory} && cadence validate && cadence leads import leads.csv")
 
@@ -41,7 +52,10 @@ def validate(
     settings, diags = check_settings(path)
     sequences = 0
     if settings is not None:
-        catalog = load_catalog(settings.sequences_dir, TemplateFolder(settings.templates_dir), base=Path.cwd())
+        # `at` times are checked against the window a sequence inherits, and templates rendered within the limits
+        windows = Windows(Window.parse(settings.schedule.window), quiet_window(settings.sms.quiet_hours))
+        templates = TemplateFolder(settings.templates_dir, settings.render.limits)
+        catalog = load_catalog(settings.sequences_dir, templates, base=Path.cwd(), windows=windows)
         diags = diags + catalog.diagnostics + check_references(path, settings, set(catalog.sequences))
         sequences = len(catalog.sequences)
     has_errors = any(d.is_error for d in diags)

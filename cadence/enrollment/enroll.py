@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from cadence.enrollment.readiness import Readiness
 from cadence.names import CLOSED_STAGES, HistoryKind, SequenceKind, Stage
 from cadence.store import enrolling, history, recycles
+from cadence.store import leads as lead_rows
 from cadence.store.enrolling import Batch, Candidate
 from cadence.store.errors import Conflict
 from cadence.store.versions import for_enrollment, publish
@@ -52,6 +54,7 @@ class Target:
     spec: SequenceSpec
     id: int
     version: int
+    readiness: Readiness | None = None  # None: --allow-missing (send-time checks only)
 
 
 def _leads_and_refusals(
@@ -112,19 +115,23 @@ def enroll(
     *,
     cause: str = "enrolled by hand",
     force: bool = False,
+    allow_missing: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> EnrollReport:
     """Enroll by hand (`cadence enroll`): refused leads are listed with the reason and left unchanged.
 
     `force` enrolls leads a pending recycle or the cool-off would refuse, and cancels
-    their pending recycles (the lead's history says so).
+    their pending recycles (the lead's history says so). A lead whose data a step's template
+    needs but lacks is refused, naming the field and the template, unless `allow_missing`.
     """
     now = app.clock.now()
     report = EnrollReport(sequence_id)
     wanted = list(dict.fromkeys(lid.strip() for lid in lead_ids if lid.strip()))
     with app.engine.connect() as conn:
         current = for_enrollment(conn, app.catalog, sequence_id, now, publish_now=False)
-    target = Target(sequence_id, current.spec, current.id, current.version)
+        target = Target(sequence_id, current.spec, current.id, current.version)
+        if not allow_missing:
+            target.readiness = _readiness(app, conn, target)
     planners: dict[tuple[str | None, str | None, str | None], Planner] = {}  # one per (zone, country, region)
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
@@ -180,7 +187,14 @@ def enroll_in(
         reason = str(exc.args[0]) if exc.args else f"sequence {sequence_id!r} cannot be enrolled into"
         return [], [{"lead": lead_id, "reason": reason} for lead_id in lead_ids]
     target = Target(sequence_id, current.spec, current.id, current.version)
+    target.readiness = _readiness(app, conn, target)
     return _enroll_chunk(app, conn, target, lead_ids, now, cause, force)
+
+
+def _readiness(app: App, conn: Connection, target: Target) -> Readiness:
+    """The strict render check, with the templates the enrollments will send: the published version's."""
+    renderer = app.renderer_for(conn, target.id) if target.id else app.renderer
+    return Readiness(app, target.spec, renderer)
 
 
 def _enroll_chunk(
@@ -201,6 +215,15 @@ def _enroll_chunk(
         planners = {}
     spec = target.spec
     leads, refused = _leads_and_refusals(conn, chunk, spec, now, app.settings.enroll.cooloff_period, force)
+    if target.readiness is not None:
+        rows = lead_rows.by_ids(conn, [lead_id for lead_id in leads if lead_id not in refused])
+        for lead_id, row in rows.items():
+            problem = target.readiness.problem(row)
+            if problem:
+                hint = (
+                    "" if problem.endswith("(fix the template)") else " (fix the lead, or enroll with --allow-missing)"
+                )
+                refused[lead_id] = problem + hint
     due: list[tuple[str, datetime]] = []
     enrolled: list[dict[str, Any]] = []
     refusals: list[dict[str, str]] = []

@@ -1,28 +1,45 @@
-"""Lead validation and CSV import.
+"""Lead import: every good row in, every bad row reported with all its problems, or nothing at all.
 
-Every row is checked on its own (email syntax, phone, time zone, country, known
-owner); a bad row is reported with its row number and imports nothing, good rows
-are created or update the lead matched by id or email. Empty cells never erase
-what the store already knows. Columns that are not standard fields become custom
-fields, usable in templates as `lead.<column>`.
+Good rows create a lead or update the one matched by id or email (empty cells never
+erase what the store knows). A rejected row is reported with its spreadsheet row number
+and every problem it has; the good rows still go in. Two rows of one file naming the
+same lead (the same id, the same email in any case, or the same lead matched by email)
+are duplicates: the first row stands and the later one is rejected, naming both rows.
+
+The whole import is one transaction, on SQLite and PostgreSQL alike: a file that turns out
+unreadable halfway (a quote never closed), an error, or `dry_run` leaves the store exactly
+as it was. Rows are written in chunks of `CHUNK`, each in a savepoint; only when the
+database refuses a chunk is it written again row by row, so the one row it refuses becomes
+a reject with the database's reason and the others go in.
+
+A re-import that changes a lead's owner hands its open tasks to the new owner and records
+the change in the lead's history, as `cadence leads assign` does.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import phonenumbers
-from email_validator import EmailNotValidError, validate_email
-
-from cadence.names import Stage
-from cadence.plan import timing
-from cadence.store import leads
+from cadence.enrollment.lead_columns import (
+    STANDARD,
+    CheckedRow,
+    LeadError,
+    check_row,
+    clean_row,
+    columns_of,
+    new_lead,
+    normalize_email,
+    normalize_phone,
+    owner_for,
+    zone_for,
+)
+from cadence.enrollment.lead_csv import CsvRefused, Unreadable, count_rows, read_rows
+from cadence.names import HistoryKind
+from cadence.store import history, leads
+from cadence.store.db import is_transient, isolated
 from cadence.store.rows import LeadRow
 
 if TYPE_CHECKING:
@@ -30,17 +47,9 @@ if TYPE_CHECKING:
 
     from cadence.config import Settings
 
-STANDARD = (
-    "id", "email", "phone", "first_name", "last_name", "company", "title",
-    "owner", "timezone", "country", "sms_consent", "score",
-)  # fmt: skip
-_TRUE = {"1", "true", "yes", "y", "t", "x"}
-_FALSE = {"0", "false", "no", "n", "f", ""}
 CHUNK = 1000
-
-
-class LeadError(ValueError):
-    """A lead value that cannot be used; the message names the field."""
+IMPORT_CAUSE = "leads import"
+Rows = Iterable[tuple[int, Mapping[Any, Any] | Unreadable]]
 
 
 @dataclass
@@ -48,130 +57,32 @@ class ImportReport:
     imported: int = 0
     updated: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    custom_fields: list[str] = field(default_factory=list)  # the headers kept as custom fields, as written
+    timezone_fallbacks: int = 0  # leads left without a time zone: config.yaml's `timezone` applies
+    dry_run: bool = False
 
     def as_json(self) -> dict[str, Any]:
-        return {"imported": self.imported, "updated": self.updated, "rejected": self.rejected}
+        return {
+            "imported": self.imported, "updated": self.updated, "rejected": self.rejected,
+            "custom_fields": self.custom_fields, "timezone_fallbacks": self.timezone_fallbacks,
+            "dry_run": self.dry_run,
+        }  # fmt: skip
 
 
-def normalize_email(value: str) -> str:
-    try:
-        return validate_email(value.strip(), check_deliverability=False).normalized.lower()
-    except EmailNotValidError as exc:
-        raise LeadError(f"email {value!r} is invalid: {exc}") from exc
+class _Update(NamedTuple):
+    """One good row's changes to a stored lead (a new lead is written as its LeadRow)."""
+
+    lead_id: str
+    changes: dict[str, Any]
+    owner_change: tuple[str | None, str] | None
+    falls_back: bool  # the lead stays without a time zone
 
 
-def normalize_phone(value: str, region: str | None) -> str:
-    try:
-        number = phonenumbers.parse(value.strip(), region)
-    except phonenumbers.NumberParseException as exc:
-        raise LeadError(f"phone {value!r} cannot be read: {exc}") from exc
-    if not phonenumbers.is_valid_number(number):
-        raise LeadError(f"phone {value!r} is not a valid number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+_Write = LeadRow | _Update
 
 
-def _country(value: str) -> str:
-    code = value.strip().upper()
-    if code.partition("-")[0] not in phonenumbers.SUPPORTED_REGIONS:
-        raise LeadError(f"country {value!r} is not an ISO 3166 two-letter code")
-    return code
-
-
-def _bool(value: str, name: str) -> bool:
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise LeadError(f"{name} {value!r} must be yes/no, true/false or 1/0")
-
-
-def owner_for(lead_id: str, settings: Settings) -> str:
-    """A stable owner for a lead without one: the same lead always lands with the same SDR."""
-    digest = hashlib.blake2b(lead_id.encode(), digest_size=4).digest()
-    return settings.senders[int.from_bytes(digest, "big") % len(settings.senders)].id
-
-
-def clean_row(raw: dict[str, str | None], settings: Settings) -> dict[str, Any]:
-    """Validate one CSV row; returns the lead's values (blank cells left out) or raises LeadError."""
-    row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
-    if None in raw:
-        raise LeadError("row has more cells than the header")
-    out: dict[str, Any] = {}
-    country = _country(row["country"]) if row.get("country") else None
-    if country:
-        out["country"] = country
-    if row.get("email"):
-        out["email"] = normalize_email(row["email"])
-    if row.get("phone"):
-        out["phone"] = normalize_phone(row["phone"], (country or settings.country).partition("-")[0])
-    lead_id = row.get("id") or out.get("email")
-    if not lead_id:
-        raise LeadError("row needs an id or an email")
-    if len(lead_id) > 200:
-        raise LeadError("id is longer than 200 characters")
-    out["id"] = lead_id
-    if row.get("timezone"):
-        try:
-            timing.zone(row["timezone"])
-        except ValueError as exc:
-            raise LeadError(str(exc)) from exc
-        out["timezone"] = row["timezone"]
-    if row.get("owner"):
-        known = {s.id for s in settings.senders}
-        if row["owner"] not in known:
-            raise LeadError(
-                f"owner {row['owner']!r} is not a sender in config.yaml (known: {', '.join(sorted(known))})"
-            )
-        out["owner"] = row["owner"]
-    if row.get("sms_consent"):
-        out["sms_consent"] = _bool(row["sms_consent"], "sms_consent")
-    if row.get("score"):
-        try:
-            out["score"] = float(row["score"])
-        except ValueError as exc:
-            raise LeadError(f"score {row['score']!r} is not a number") from exc
-    for name in ("first_name", "last_name", "company", "title"):
-        if row.get(name):
-            out[name] = row[name]
-    custom = {k: v for k, v in row.items() if k not in STANDARD and k and v}
-    if custom:
-        out["fields"] = custom
-    return out
-
-
-def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str | None]]]:
-    """(row number as a spreadsheet shows it, cells); the header is row 1.
-
-    Rows are counted as records, not file lines: a quoted cell spanning several
-    lines is still one row. A row whose cells are all blank (a blank line, or the
-    ",,,," spreadsheets export) is counted and skipped. Cells beyond the header
-    go under the key None, as with `csv.DictReader`.
-    """
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header:
-            return
-        for number, cells in enumerate(reader, start=2):
-            if not any(cell.strip() for cell in cells):
-                continue
-            raw: dict[Any, Any] = dict.fromkeys(header)
-            raw.update(zip(header, cells, strict=False))
-            if len(cells) > len(header):
-                raw[None] = cells[len(header) :]
-            yield number, raw
-
-
-def count_rows(path: Path) -> int:
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        return max(0, sum(1 for _ in csv.reader(fh)) - 1)
-
-
-def _chunks(
-    rows: Iterable[tuple[int, dict[str, str | None]]], size: int
-) -> Iterator[list[tuple[int, dict[str, str | None]]]]:
-    chunk: list[tuple[int, dict[str, str | None]]] = []
+def _chunks(rows: Rows, size: int) -> Iterator[list[tuple[int, Mapping[Any, Any] | Unreadable]]]:
+    chunk: list[tuple[int, Mapping[Any, Any] | Unreadable]] = []
     for item in rows:
         chunk.append(item)
         if len(chunk) >= size:
@@ -183,96 +94,206 @@ def _chunks(
 
 def import_leads(
     engine: Engine,
-    rows: Iterable[tuple[int, dict[str, str | None]]],
+    rows: Rows,
     settings: Settings,
     now: datetime,
     progress: Callable[[int], None] | None = None,
+    *,
+    dry_run: bool = False,
 ) -> ImportReport:
-    """Create or update leads from CSV rows; one transaction per chunk of rows."""
+    """Create or update leads from rows (as `read_rows` gives them), in one transaction.
+
+    With `dry_run` everything is checked and written, then rolled back: the report says what an
+    import would do, database refusals included, and the store is unchanged.
+    """
     if not settings.senders:
         raise LeadError("config.yaml has no senders: leads need an owner")
-    report = ImportReport()
-    for chunk in _chunks(rows, CHUNK):
-        cleaned: list[tuple[int, dict[str, Any]]] = []
-        for row_number, raw in chunk:
-            try:
-                cleaned.append((row_number, clean_row(raw, settings)))
-            except LeadError as exc:
-                report.rejected.append({"row": row_number, "error": str(exc)})
-        with engine.begin() as conn:
-            _upsert_chunk(conn, cleaned, settings, now, report)
-        if progress:
-            progress(len(chunk))
+    batch = _Import(settings, now, ImportReport(dry_run=dry_run))
+    try:
+        with engine.connect() as conn, conn.begin() as transaction:
+            for chunk in _chunks(rows, CHUNK):
+                batch.take(conn, chunk)
+                if progress:
+                    progress(len(chunk))
+            if dry_run:
+                transaction.rollback()
+    except Exception as exc:
+        if is_transient(exc):  # the database went away or stayed locked: say so, not with a traceback
+            raise LeadError(f"the database failed ({_reason(exc)}); nothing was imported, try again") from exc
+        raise
+    report = batch.report
     report.rejected.sort(key=lambda r: r["row"])
     return report
 
 
-def new_lead(values: dict[str, Any], owner: str, now: datetime) -> LeadRow:
-    """A lead to insert: `values` (as `clean_row` gives them) over the blanks, in stage `new`, with no flag set."""
-    blank: dict[str, Any] = {
-        "id": values["id"], "email": None, "phone": None, "first_name": None, "last_name": None, "company": None,
-        "title": None, "timezone": None, "country": None, "score": None, "sms_consent": False, "stage": Stage.NEW,
-        "do_not_contact": False, "email_invalid": False, "phone_invalid": False, "fields": {},
-        "created_at": now, "updated_at": now, "region": None,
-    }  # fmt: skip
-    return LeadRow(**{**blank, **values, "owner": owner})
+class _Import:
+    """The state one import carries across its chunks: the first row naming each lead, the headers seen."""
 
+    def __init__(self, settings: Settings, now: datetime, report: ImportReport) -> None:
+        self.settings, self.now, self.report = settings, now, report
+        self.first_by_lead: dict[str, int] = {}  # lead id -> the first row naming it
+        self.first_by_email: dict[str, int] = {}
+        self.matched_by_email: dict[int, str] = {}  # row -> the stored lead it named by an email it holds
+        self.headers: tuple[Any, ...] = ()
 
-def _upsert_chunk(
-    conn: Connection, cleaned: list[tuple[int, dict[str, Any]]], settings: Settings, now: datetime, report: ImportReport
-) -> None:
-    ids = [v["id"] for _, v in cleaned]
-    emails = [v["email"] for _, v in cleaned if "email" in v]
-    existing: dict[str, dict[str, Any]] = {}
-    by_email: dict[str, str] = {}
-    if cleaned:
-        for lead in leads.matching(conn, ids, emails):
-            existing[lead.id] = {"email": lead.email, "fields": lead.fields or {}}
-            if lead.email:
-                by_email[lead.email] = lead.id
-    inserts: dict[str, LeadRow] = {}
-    updates: list[dict[str, Any]] = []
-    for row_number, values in cleaned:
-        lead_id = values["id"]
-        email = values.get("email")
-        known = lead_id in existing or lead_id in inserts
-        holder = by_email.get(email) if email else None
-        if holder and holder != lead_id:
-            if known:
-                report.rejected.append({"row": row_number, "error": f"email {email} already belongs to lead {holder}"})
+    def reject(self, row: int, problems: list[str]) -> None:
+        self.report.rejected.append({"row": row, "error": "; ".join(problems)})
+
+    def take(self, conn: Connection, chunk: list[tuple[int, Mapping[Any, Any] | Unreadable]]) -> None:
+        checked: list[CheckedRow] = []
+        for number, raw in chunk:
+            if isinstance(raw, Unreadable):
+                self.reject(number, [raw.reason])
                 continue
-            lead_id = holder  # matched by email: this row updates that lead
-            values = {**values, "id": lead_id}
-        if lead_id in existing:
-            fields = {**existing[lead_id]["fields"], **values.get("fields", {})}
-            updates.append({**values, "fields": fields, "updated_at": now})
-            existing[lead_id]["fields"] = fields
-            report.updated += 1
-        elif lead_id in inserts:
-            merged = inserts[lead_id]
-            inserts[lead_id] = merged._replace(
-                **{k: v for k, v in values.items() if k != "fields"},
-                fields={**merged.fields, **values.get("fields", {})},
-            )
-            report.updated += 1
-        elif "email" not in values and "phone" not in values:
+            self._note_headers(raw)
+            c = check_row(raw, self.settings)
+            c.row = number
+            checked.append(c)
+        if not checked:
+            return
+        ids = [c.lead_id for c in checked if c.lead_id]
+        emails = [c.email for c in checked if c.email]
+        existing = {lead.id: lead for lead in leads.matching(conn, ids, emails)}
+        by_email = {lead.email: lead.id for lead in existing.values() if lead.email}
+        writes: list[_Write] = []
+        rows: list[int] = []
+        for c in checked:
+            write = self._plan(c, existing, by_email)
+            if write is not None:
+                writes.append(write)
+                rows.append(c.row)
+        self._write(conn, writes, rows)
+
+    def _note_headers(self, raw: Mapping[Any, Any]) -> None:
+        keys = tuple(raw)
+        if keys != self.headers:
+            self.headers = keys
+            known = set(self.report.custom_fields)
+            self.report.custom_fields += [h for h, _ in columns_of(keys).custom if h not in known]
+
+    def _duplicates(self, number: int, c: CheckedRow, holder: str | None) -> list[str]:
+        """Remember the first row naming each id, email and lead; a later row naming one is a duplicate.
+
+        A row matched to a stored lead by its email names that lead too, so a later row with its id
+        (or its email) is a duplicate of it. (Plain strings and ints only: 100,000 rows' worth of
+        tuples would keep the garbage collector busy for the whole import.)
+        """
+        firsts: list[tuple[int, str, str]] = []
+        if c.lead_id:
+            first = self.first_by_lead.setdefault(c.lead_id, number)
+            if first != number:
+                firsts.append((first, "id" if c.id_given else "email", c.lead_id))
+        if c.email:
+            first = self.first_by_email.setdefault(c.email, number)
+            if first != number:
+                firsts.append((first, "email", c.email))
+        if holder:
+            first = self.first_by_lead.setdefault(holder, number)
+            if first == number:
+                self.matched_by_email[number] = holder
+            else:
+                firsts.append((first, "lead", holder))
+        found: dict[int, str] = {}
+        for row, named, value in firsts:
+            if row not in found:
+                if named == "lead" or self.matched_by_email.get(row) == value:
+                    found[row] = f"updates lead {value}, as does row {row} (the first row stands)"
+                else:
+                    found[row] = f"same {named} {value} as row {row} (the first row stands)"
+        return list(found.values())
+
+    def _plan(self, c: CheckedRow, existing: dict[str, LeadRow], by_email: dict[str, str]) -> _Write | None:
+        number, values, problems = c.row, c.values, list(c.problems)
+        lead_id = values.get("id") or c.lead_id or ""
+        email = values.get("email")
+        holder = by_email.get(email) if email else None
+        if holder == lead_id:
+            holder = None
+        elif holder and lead_id in existing:
+            problems.append(f"email {email} already belongs to lead {holder}")
+            holder = None
+        elif holder:
+            lead_id = values["id"] = holder  # matched by email: this row updates that lead
+        problems += self._duplicates(number, c, holder)
+        stored = existing.get(lead_id)
+        if stored is None and c.lead_id and not c.reachable:
             # an update may leave both blank (blank keeps what is stored); a new lead needs a way to reach it
-            report.rejected.append({"row": row_number, "error": "row needs an email or a phone"})
-            continue
-        else:
-            inserts[lead_id] = new_lead(values, values.get("owner") or owner_for(lead_id, settings), now)
-            report.imported += 1
+            problems.append("row needs an email or a phone")
+        if problems:
+            self.reject(number, problems)
+            return None
         if email:
             by_email[email] = lead_id
-    leads.add_many(conn, list(inserts.values()))
-    for values in updates:
-        lead_id = values.pop("id")
-        if "email" in values and values["email"] != existing[lead_id]["email"]:
-            values["email_invalid"] = False  # a new address has not bounced yet
-        leads.change(conn, lead_id, values)
+        if stored is None:
+            return new_lead(values, values.get("owner") or owner_for(lead_id, self.settings), self.now)
+        return self._update(stored, values)
+
+    def _update(self, stored: LeadRow, values: dict[str, Any]) -> _Update:
+        changes = {k: v for k, v in values.items() if k != "id"}
+        changes["fields"] = {**(stored.fields or {}), **values.get("fields", {})}
+        changes["updated_at"] = self.now
+        if "email" in values and values["email"] != stored.email:
+            changes["email_invalid"] = False  # a new address has not bounced yet
+        country = values.get("country")
+        if country and "region" not in values and stored.region and not stored.region.startswith(f"{country}-"):
+            changes["region"] = None  # a region of the country the lead left
+        falls_back = False
+        if "timezone" not in values and stored.timezone is None:
+            inferred = zone_for(values.get("phone") or stored.phone, country or stored.country)
+            if inferred:
+                changes["timezone"] = inferred
+            falls_back = inferred is None
+        owner = values.get("owner")
+        owner_change = (stored.owner, owner) if owner and owner != stored.owner else None
+        return _Update(stored.id, changes, owner_change, falls_back)
+
+    def _apply(self, conn: Connection, writes: list[_Write]) -> None:
+        leads.add_many(conn, [w for w in writes if isinstance(w, LeadRow)])
+        for w in writes:
+            if isinstance(w, LeadRow):
+                continue
+            leads.change(conn, w.lead_id, w.changes)
+            if w.owner_change is not None:
+                old, new = w.owner_change
+                leads.move_open_tasks(conn, w.lead_id, new)
+                history.add(conn, w.lead_id, self.now, HistoryKind.UPDATED, {"owner": [old, new]}, IMPORT_CAUSE)
+
+    def _write(self, conn: Connection, writes: list[_Write], rows: list[int]) -> None:
+        """The chunk in one savepoint; if the database refuses it, row by row, each refused row a reject."""
+        try:
+            with isolated(conn):
+                self._apply(conn, writes)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            done: list[_Write] = []
+            for write, row in zip(writes, rows, strict=True):
+                try:
+                    with isolated(conn):
+                        self._apply(conn, [write])
+                except Exception as refused:
+                    if is_transient(refused):
+                        raise
+                    self.reject(row, [f"the database refused it: {_reason(refused)}"])
+                else:
+                    done.append(write)
+            writes = done
+        for w in writes:
+            if isinstance(w, LeadRow):
+                self.report.imported += 1
+                self.report.timezone_fallbacks += w.timezone is None
+            else:
+                self.report.updated += 1
+                self.report.timezone_fallbacks += w.falls_back
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own words (not the SQL statement SQLAlchemy wraps them in), on one line."""
+    original = getattr(exc, "orig", None) or exc
+    return " ".join(str(original).split())[:300] or type(original).__name__
 
 
 __all__ = [
-    "ImportReport", "LeadError", "clean_row", "count_rows", "import_leads", "new_lead", "normalize_email",
-    "normalize_phone", "owner_for", "read_rows",
+    "CHUNK", "STANDARD", "CsvRefused", "ImportReport", "LeadError", "clean_row", "count_rows", "import_leads",
+    "new_lead", "normalize_email", "normalize_phone", "owner_for", "read_rows",
 ]  # fmt: skip

@@ -88,10 +88,13 @@ def _rendered(
     renderer = app.renderer
     if lead is None:  # a hypothetical lead: show the template with placeholder values
         out: dict[str, Any] = {}
-        if step.template:
-            out["body"] = app.templates.sample(step.template)
-        if step.subject:
-            out["subject"] = app.templates.sample_string(step.subject)
+        try:
+            if step.template:
+                out["body"] = app.templates.sample(step.template, channel=step.channel)
+            if step.subject:
+                out["subject"] = app.templates.sample_string(step.subject)
+        except RenderError as exc:  # bounded like every render: a runaway template is shown as its reason
+            return {"render_error": str(exc)}
         return out
     ctx = template_context(lead, sender, spec, step, {"unsubscribe_url": "https://example.invalid/u/preview"})
     try:

@@ -95,8 +95,9 @@ def _recycle(
         enrollments.finish(conn, enrollment, Outcome.RECYCLED, now, cause)
     due = now + cool_off(then)
     recycles.add(conn, lead.id, target, due, cause, enrollment.id if enrollment is not None else None, now)
-    kind = app.catalog.get(target).spec.kind
-    leads.set_stage(conn, lead.id, Stage.NURTURE if kind == SequenceKind.NURTURE else Stage.RECYCLED, now)
+    loaded = app.catalog.sequences.get(target)  # a missing file is refused, with the reason, when the recycle is due
+    nurture = loaded is not None and loaded.spec.kind == SequenceKind.NURTURE
+    leads.set_stage(conn, lead.id, Stage.NURTURE if nurture else Stage.RECYCLED, now)
     return [f"recycled into {target} on {local_day(due, lead.timezone or app.settings.timezone)}"]
 
 

@@ -6,6 +6,10 @@ record `sms_stop` for every lead on that number, which suppresses SMS to it in
 every sequence; opt-in keywords (START, UNSTOP, YES) lift that suppression and
 set `sms_consent`; HELP/INFO is answered; any other text is an `sms_reply` from
 the lead we texted last. A number we do not know records nothing.
+
+Twilio retries a webhook whose answer it did not get, with the same MessageSid: the
+message is acted on once (`cadence.store.receipts`, checked in the same transaction),
+and a replay records nothing; a replayed HELP is answered again, since its answer was lost.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from cadence.names import CarrierEvent, Channel, Event, HistoryKind
 from cadence.outcomes.events import on_event
 from cadence.plan.sms_keywords import SmsKind, classify
-from cadence.store import history, leads, suppressions
+from cadence.store import history, leads, receipts, suppressions
 from cadence.store.rows import LeadRow
 
 if TYPE_CHECKING:
@@ -34,6 +38,7 @@ class SmsAnswer:
     leads: list[str] = field(default_factory=list)
     reply: str | None = None
     actions: list[str] = field(default_factory=list)
+    replayed: bool = False  # the same MessageSid was acted on before: nothing recorded this time
 
 
 def help_text(app: App, owner: str | None) -> str:
@@ -69,6 +74,10 @@ def receive_sms(app: App, from_: str, body: str, message_sid: str | None = None)
             return SmsAnswer(SmsKind.UNKNOWN)
         kind = classify(body)
         answer = SmsAnswer(kind, [lead.id for lead in on_number])
+        if message_sid and not receipts.first_receipt(conn, message_sid, now):
+            answer.replayed = True
+            answer.reply = help_text(app, on_number[0].owner) if kind == SmsKind.HELP else None
+            return answer
         cause = f"{keyword} by SMS"
         if kind == SmsKind.OPT_OUT:
             for lead in on_number:

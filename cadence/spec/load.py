@@ -2,8 +2,10 @@
 
 `load_catalog` is what `cadence validate`, `enroll` and the engine use: it parses
 each `sequences/*.yaml` with positions, validates its shape, then runs the
-checks that need the whole file or the templates folder. A sequence with any
-error is left out of the catalog, so nothing can enroll into a broken file.
+checks that need the whole file or the templates folder, on every step that can
+be read even when another step cannot, so one pass shows every problem. A
+sequence with any error is left out of the catalog, so nothing can enroll into
+a broken file.
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from cadence.spec.model import Sequence
+from pydantic import ValidationError
+
+from cadence.spec.model import Schedule, Sequence, Step
+from cadence.spec.sandbox import RenderError
 from cadence.spec.source import Diagnostic, Located, read_yaml, validate_model
 from cadence.spec.templates import TemplateFolder, sms_segments
 from cadence.spec.values import Window, parse_time_of_day
@@ -47,11 +53,64 @@ class Catalog:
             raise KeyError(f"unknown sequence {sequence_id!r}{hint}; known: {known}") from None
 
 
-def _cross_checks(seq: Sequence, doc: Located, templates: TemplateFolder) -> list[Diagnostic]:
+@dataclass(frozen=True)
+class Windows:
+    """config.yaml's defaults the checks need: its send window and the hours SMS may go out."""
+
+    window: Window | None = None
+    sms_hours: Window | None = None
+
+
+def _readable_steps(spec: Sequence | None, doc: Located) -> list[tuple[int, Step]]:
+    """(index in the file, step) of every step that is well-formed, even when others are not.
+
+    A schema error in one step must not hide the checks of the others (duplicate ids,
+    `reply_to`, day order, templates), so each step is read on its own when the file as a
+    whole does not validate. Its own errors were already reported with the file's.
+    """
+    if spec is not None:
+        return list(enumerate(spec.steps))
+    raw = doc.data.get("steps") if isinstance(doc.data, dict) else None
+    out = []
+    for index, item in enumerate(raw if isinstance(raw, list) else ()):
+        try:
+            out.append((index, Step.model_validate(item)))
+        except ValidationError:
+            continue
+    return out
+
+
+def _sequence_window(spec: Sequence | None, doc: Located, windows: Windows) -> tuple[Window | None, str]:
+    """The send window the steps fall in and where it comes from; None when the file's own is broken."""
+    schedule = spec.schedule if spec is not None else None
+    if schedule is None:
+        try:
+            schedule = Schedule.model_validate(doc.data.get("schedule") or {})
+        except ValidationError:
+            return None, ""
+    if schedule.window is not None:
+        return Window.parse(schedule.window), ""
+    return windows.window, ", config.yaml's schedule"
+
+
+def _cross_checks(
+    steps: list[tuple[int, Step]],
+    doc: Located,
+    templates: TemplateFolder,
+    window: tuple[Window | None, str],
+    windows: Windows,
+) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     seen: dict[str, int] = {}
+    by_index = dict(steps)
+    raw_steps = doc.data.get("steps")
+    unreadable_ids = {
+        item.get("id")
+        for i, item in enumerate(raw_steps or ())
+        if i not in by_index and isinstance(item, dict) and isinstance(item.get("id"), str)
+    }
     previous_day = 0
-    for i, step in enumerate(seq.steps):
+    for i, step in steps:
         loc = ("steps", i)
         if step.id in seen:
             out.append(
@@ -63,37 +122,10 @@ def _cross_checks(seq: Sequence, doc: Located, templates: TemplateFolder) -> lis
             )
         previous_day = max(previous_day, step.day)
         if step.reply_to is not None:
-            target = seen.get(step.reply_to)
-            if step.channel != "email":
-                out.append(doc.diag((*loc, "reply_to"), "reply_to only applies to email steps"))
-            elif target is None:
-                later = any(s.id == step.reply_to for s in seq.steps[i + 1 :])
-                why = "a later step" if later else "no step"
-                out.append(
-                    doc.diag(
-                        (*loc, "reply_to"),
-                        f"reply_to {step.reply_to!r} names {why}; it must name an earlier email step",
-                    )
-                )
-            elif seq.steps[target].channel != "email":
-                out.append(
-                    doc.diag(
-                        (*loc, "reply_to"),
-                        f"reply_to {step.reply_to!r} is a {seq.steps[target].channel} step, not an email",
-                    )
-                )
+            out.extend(_reply_to_checks(step, i, steps, seen, unreadable_ids, doc))
         seen.setdefault(step.id, i)
         out.extend(_step_fields(step, loc, doc))
-        if step.at is not None and seq.schedule.window is not None:
-            window = Window.parse(seq.schedule.window)
-            at = parse_time_of_day(step.at)
-            if at.hour * 60 + at.minute >= window.end:
-                out.append(
-                    doc.diag(
-                        (*loc, "at"),
-                        f"at {step.at!r} is not before the window closes ({window}): the step could never be due",
-                    )
-                )
+        out.extend(_at_checks(step, loc, doc, window, windows))
         if step.template is not None:
             out.extend(_template_checks(step.channel, step.template, (*loc, "template"), doc, templates))
         for key in ("subject", "title"):
@@ -102,6 +134,49 @@ def _cross_checks(seq: Sequence, doc: Located, templates: TemplateFolder) -> lis
                 out.append(doc.diag((*loc, key), f"{key}: Jinja2 syntax error: {err}"))
         out.extend(_variant_checks(step, loc, doc, templates))
     return out
+
+
+def _reply_to_checks(
+    step: Step, i: int, steps: list[tuple[int, Step]], seen: dict[str, int], unreadable_ids: set[Any], doc: Located
+) -> list[Diagnostic]:
+    loc = ("steps", i, "reply_to")
+    target = seen.get(step.reply_to or "")
+    if step.channel != "email":
+        return [doc.diag(loc, "reply_to only applies to email steps")]
+    if target is None:
+        if step.reply_to in unreadable_ids:  # that step's own errors are reported; guessing here would mislead
+            return []
+        why = "a later step" if any(s.id == step.reply_to for j, s in steps if j > i) else "no step"
+        return [doc.diag(loc, f"reply_to {step.reply_to!r} names {why}; it must name an earlier email step")]
+    channel = dict(steps)[target].channel
+    if channel != "email":
+        return [doc.diag(loc, f"reply_to {step.reply_to!r} is a {channel} step, not an email")]
+    return []
+
+
+def _at_checks(
+    step: Step, loc: tuple[str | int, ...], doc: Located, window: tuple[Window | None, str], windows: Windows
+) -> list[Diagnostic]:
+    """An `at` after the window closes can never be due; one before it opens goes out at the opening."""
+    allowed, source = window
+    if step.at is None or allowed is None:
+        return []
+    shown = f"{allowed}{source}"
+    if step.channel == "sms" and windows.sms_hours is not None:
+        shown += f"; SMS only {windows.sms_hours}"
+        allowed = allowed.intersect(windows.sms_hours)
+        if allowed is None:
+            return [doc.diag((*loc, "at"), f"the send window ({shown}) leaves no time for an SMS")]
+    at = parse_time_of_day(step.at)
+    minute = at.hour * 60 + at.minute
+    if minute >= allowed.end:
+        message = f"at {step.at!r} is not before the window closes ({shown}): the step could never be due"
+        return [doc.diag((*loc, "at"), message)]
+    if minute < allowed.start:
+        opening = f"{allowed.start // 60:02d}:{allowed.start % 60:02d}"
+        message = f"at {step.at!r} is before the window opens ({shown}): the step goes out at {opening} instead"
+        return [doc.diag((*loc, "at"), message, "warning")]
+    return []
 
 
 def _variant_checks(step, loc, doc: Located, templates: TemplateFolder) -> list[Diagnostic]:  # type: ignore[no-untyped-def]
@@ -141,14 +216,18 @@ def _template_checks(channel: str, name: str, loc: tuple, doc: Located, template
     if not templates.exists(name):
         return [doc.diag(loc, f"template {name!r} not found under {templates.templates_dir}")]
     template_path = str(templates.templates_dir / name)
-    if err := templates.syntax_error(name):
+    if err := templates.compile_error(name):
         line, message = err
-        return [Diagnostic(template_path, line, 1, f"Jinja2 syntax error: {message}")]
+        return [Diagnostic(template_path, line, 1, message)]
+    try:
+        sample = templates.sample(name, channel=channel)
+    except RenderError as exc:
+        if exc.template_fault:  # a loop that never ends, megabytes of text, a missing include: every lead
+            return [Diagnostic(template_path, exc.line or 1, 1, f"{exc.reason} (rendered with sample values)")]
+        if channel != "sms":  # sample values cannot stand in for every field a template computes with
+            return []
+        return [doc.diag(loc, f"template {name!r} cannot be rendered with sample values: {exc}", "warning")]
     if channel == "sms":
-        try:
-            sample = templates.sample(name)
-        except Exception as exc:  # a template can fail in many ways with sample values
-            return [doc.diag(loc, f"template {name!r} cannot be rendered with sample values: {exc}", "warning")]
         segments, encoding = sms_segments(sample)
         if segments > 1:
             return [
@@ -168,8 +247,14 @@ def content_hash(spec: Sequence, template_hashes: dict[str, str]) -> str:
 
 
 def load_sequence(
-    path: Path, templates: TemplateFolder, shown_as: str | None = None
+    path: Path, templates: TemplateFolder, shown_as: str | None = None, windows: Windows | None = None
 ) -> tuple[LoadedSequence | None, list[Diagnostic]]:
+    """The sequence in `path` and every problem found in it; None when any is an error.
+
+    `windows` (config.yaml's schedule and SMS hours) lets `at` times be checked against the
+    window a sequence without its own inherits.
+    """
+    windows = windows or Windows()
     doc, diags = read_yaml(path, shown_as)
     if doc is None:
         return None, diags
@@ -177,9 +262,11 @@ def load_sequence(
         return None, [*diags, doc.diag((), "a sequence file must be a mapping with id, name and steps")]
     spec, errors = validate_model(Sequence, doc)
     diags += errors
+    steps = _readable_steps(spec, doc)
+    checks = _cross_checks(steps, doc, templates, _sequence_window(spec, doc, windows), windows)
+    diags += list(dict.fromkeys(checks))  # a template two steps share is reported once
     if spec is None:
         return None, diags
-    diags += _cross_checks(spec, doc, templates)
     if spec.id != path.stem:
         diags.append(doc.diag(("id",), f"id {spec.id!r} differs from the file name {path.stem!r}", "warning"))
     if any(d.is_error for d in diags):
@@ -191,14 +278,16 @@ def load_sequence(
     return LoadedSequence(spec, doc.path, content_hash(spec, hashes), hashes, texts), diags
 
 
-def load_catalog(sequences_dir: Path, templates: TemplateFolder, base: Path | None = None) -> Catalog:
+def load_catalog(
+    sequences_dir: Path, templates: TemplateFolder, base: Path | None = None, windows: Windows | None = None
+) -> Catalog:
     sequences: dict[str, LoadedSequence] = {}
     diagnostics: list[Diagnostic] = []
     files = sorted([*sequences_dir.glob("*.yaml"), *sequences_dir.glob("*.yml")])
     for path in files:
         shown = str(path.relative_to(base)) if base and path.is_relative_to(base) else str(path)
-        loaded, diags = load_sequence(path, templates, shown)
-        diagnostics += diags
+        loaded, diags = load_sequence(path, templates, shown, windows)
+        diagnostics += [d for d in diags if d not in diagnostics]  # a template two steps share is reported once
         if loaded is None:
             continue
         if loaded.spec.id in sequences:

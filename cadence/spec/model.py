@@ -81,12 +81,12 @@ class Variant(Strict):
     subject: str | None = Field(None, description="Email subject of this variant (defaults to the step's)")
     template: str | None = Field(None, description="Template of this variant (defaults to the step's)")
     title: str | None = Field(None, description="Task title of this variant (defaults to the step's)")
-    weight: int = Field(1, ge=1, description="Relative share of leads that get this variant")
+    weight: int = Field(1, ge=1, le=1000, description="Relative share of leads that get this variant")
 
 
 class Step(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Stable step id, unique within the file")
-    day: int = Field(ge=1, description="Business day of the sequence (1 = the first allowed day)")
+    day: int = Field(ge=1, le=1000, description="Business day of the sequence (1 = the first allowed day)")
     channel: Channel
     template: str | None = Field(None, description="Path under templates/ (email body, SMS text, call script)")
     subject: str | None = Field(None, description="Email subject (a Jinja2 template)")

@@ -3,18 +3,26 @@
 `cadence validate` and the catalog check templates here without a lead: a Jinja2 syntax
 error is pinned to the template's own line, and SMS text is estimated with sample values
 (every field stands in as ten characters) to warn when it splits into several segments.
+Every template is also rendered once with sample values within the render limits, so a
+template that never ends or writes megabytes is an error before anyone enrolls. Template
+files are read like sequence files: at most 256 KiB of UTF-8 text without NUL characters.
 Rendering for a real lead is `cadence.plan.render`'s job.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.loaders import split_template_path
+
+from cadence.names import Channel
+from cadence.spec.sandbox import BoundedEnvironment, RenderLimits, TemplateFileError, render_bounded
+from cadence.spec.source import FileProblem, read_text
 
 GSM7 = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -44,9 +52,26 @@ class _Sample(jinja2.Undefined):
         return _Sample()
 
 
+class _FolderLoader(jinja2.BaseLoader):
+    """The templates folder, each file read with the same limits as a sequence file."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        path = self.root.joinpath(*split_template_path(template))  # refuses "../"
+        if not path.is_file():
+            raise jinja2.TemplateNotFound(template)
+        try:
+            text = read_text(path)
+        except FileProblem as exc:
+            raise TemplateFileError(exc.message, exc.line) from None
+        return text, os.path.normpath(path), lambda: True
+
+
 def template_loader(templates_dir: Path, sources: Mapping[str, str] | None = None) -> jinja2.BaseLoader:
     """The folder's templates, with `sources` (a published version's own text) taking precedence."""
-    loader: jinja2.BaseLoader = jinja2.FileSystemLoader(str(templates_dir))
+    loader: jinja2.BaseLoader = _FolderLoader(templates_dir)
     if sources:
         loader = jinja2.ChoiceLoader([jinja2.DictLoader(dict(sources)), loader])
     return loader
@@ -55,21 +80,28 @@ def template_loader(templates_dir: Path, sources: Mapping[str, str] | None = Non
 class TemplateFolder:
     """The `templates/` folder as `cadence validate` sees it: existence, syntax, sample renders."""
 
-    def __init__(self, templates_dir: Path):
+    def __init__(self, templates_dir: Path, limits: RenderLimits | None = None):
         self.templates_dir = templates_dir
+        self.limits = limits or RenderLimits()
         common: dict[str, Any] = {"loader": template_loader(templates_dir), "auto_reload": False}
-        self._env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, **common)
-        self._sample_env = SandboxedEnvironment(undefined=_Sample, **common)
+        self._env = BoundedEnvironment(self.limits, undefined=jinja2.StrictUndefined, **common)
+        self._sample_env = BoundedEnvironment(self.limits, undefined=_Sample, **common)
 
     def exists(self, name: str) -> bool:
         return (self.templates_dir / name).is_file()
 
-    def syntax_error(self, name: str) -> tuple[int, str] | None:
-        """(line, message) of the first syntax error in a template, or None."""
+    def compile_error(self, name: str) -> tuple[int, str] | None:
+        """(line, message) of what keeps a template from compiling, or None."""
         try:
             self._env.get_template(name)
         except jinja2.TemplateSyntaxError as exc:
-            return exc.lineno, exc.message or "syntax error"
+            return exc.lineno, f"Jinja2 syntax error: {exc.message or 'syntax error'}"
+        except TemplateFileError as exc:
+            return exc.lineno, str(exc)
+        except jinja2.TemplateNotFound as exc:
+            return 1, f"template {exc.name!r} not found under {self.templates_dir}"
+        except (RecursionError, MemoryError, SyntaxError):  # Python's own limits on the compiled code
+            return 1, "the template nests too deeply to be compiled"
         return None
 
     def string_syntax_error(self, source: str) -> str | None:
@@ -77,11 +109,22 @@ class TemplateFolder:
             self._env.from_string(source)
         except jinja2.TemplateSyntaxError as exc:
             return exc.message or "syntax error"
+        except (RecursionError, MemoryError, SyntaxError):
+            return "nests too deeply to be compiled"
         return None
 
-    def sample(self, name: str) -> str:
-        """The template rendered with every field standing in as ten characters."""
-        return self._sample_env.get_template(name).render()
+    def sample(self, name: str, *, channel: str | None = None) -> str:
+        """The template rendered with every field standing in as ten characters (or a RenderError)."""
+        if channel == Channel.SMS:
+            max_chars, max_bytes = self.limits.max_sms_chars, None
+        else:
+            max_chars = max_bytes = self.limits.max_email_bytes
+        return render_bounded(
+            lambda: self._sample_env.get_template(name), {}, where=name, max_chars=max_chars, max_bytes=max_bytes
+        )
 
     def sample_string(self, source: str) -> str:
-        return self._sample_env.from_string(source).render()
+        limit = self.limits.max_email_bytes
+        return render_bounded(
+            lambda: self._sample_env.from_string(source), {}, where="subject", max_chars=limit, max_bytes=limit
+        )

@@ -15,8 +15,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
-_DURATION = re.compile(r"^\s*(\d+)\s*(m|h|d|w)\s*$")
+_DURATION = re.compile(r"^\s*(\d{1,9})\s*(m|h|d|w)\s*$")
 _DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_LONGEST = timedelta(days=3653)
+
+
+def shown(value: object) -> str:
+    """A value as an error message quotes it: whole when short, its start when a file holds a megabyte of it."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text):,} characters)"
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,7 @@ class Window:
             return cls(0, 24 * 60)
         m = _WINDOW.match(text)
         if not m:
-            raise ValueError(f'window must look like "09:00-17:00" or be "always", not {text!r}')
+            raise ValueError(f'window must look like "09:00-17:00" or be "always", not {shown(text)}')
         h1, m1, h2, m2 = (int(g) for g in m.groups())
         if h1 > 23 or m1 > 59 or h2 > 24 or m2 > 59 or (h2 == 24 and m2):
             raise ValueError(f"window {text!r} has an impossible time of day")
@@ -56,18 +63,19 @@ class Window:
 def parse_time_of_day(text: str) -> time:
     m = re.match(r"^\s*(\d{1,2}):(\d{2})\s*$", text)
     if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
-        raise ValueError(f'time of day must look like "10:30", not {text!r}')
+        raise ValueError(f'time of day must look like "10:30", not {shown(text)}')
     return time(int(m.group(1)), int(m.group(2)))
 
 
 def parse_duration(text: str | int) -> timedelta:
     """`30d`, `12h`, `45m`, `2w`; a bare number means days (how managers talk about cool-offs)."""
-    if isinstance(text, int):
-        return timedelta(days=text)
-    m = _DURATION.match(text)
+    m = _DURATION.match(f"{text}d" if isinstance(text, int) else text)
     if not m:
-        raise ValueError(f"duration must look like 30d, 12h, 45m or 2w, not {text!r}")
-    return timedelta(seconds=int(m.group(1)) * _DURATION_UNITS[m.group(2)])
+        raise ValueError(f"duration must look like 30d, 12h, 45m or 2w, not {shown(text)}")
+    seconds = int(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if seconds > _LONGEST.total_seconds():  # `now + 99999999w` is past any date Python can hold
+        raise ValueError(f"duration {shown(text)} is longer than ten years")
+    return timedelta(seconds=seconds)
 
 
 def parse_weekdays(days: list[str]) -> frozenset[int]:
@@ -75,7 +83,7 @@ def parse_weekdays(days: list[str]) -> frozenset[int]:
     for d in days:
         key = str(d).strip().lower()[:3]
         if key not in WEEKDAYS:
-            raise ValueError(f"unknown weekday {d!r}; use mon, tue, wed, thu, fri, sat, sun")
+            raise ValueError(f"unknown weekday {shown(d)}; use mon, tue, wed, thu, fri, sat, sun")
         out.add(WEEKDAYS.index(key))
     if not out:
         raise ValueError("days must allow at least one weekday")
@@ -87,7 +95,7 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name like America/New_York)") from exc
+        raise ValueError(f"unknown time zone {shown(name)} (use an IANA name like America/New_York)") from exc
 
 
 @lru_cache(maxsize=256)
@@ -99,4 +107,4 @@ def holiday_calendar(country: str) -> Container[date]:
     try:
         return holidays.country_holidays(code, subdiv=subdiv or None)
     except NotImplementedError as exc:
-        raise ValueError(f"no holiday calendar for country {country!r}") from exc
+        raise ValueError(f"no holiday calendar for country {shown(country)}") from exc

@@ -1,6 +1,7 @@
 """Engines, SQLite pragmas and the migration runner.
 
-The schema is created and upgraded only by Alembic (`migrations/`). Every command
+The schema is created and upgraded only by Alembic (`cadence/store/migrations/`, shipped inside
+the package and found through importlib.resources, so an installed wheel migrates too). Every command
 that opens the store brings it to head first; on PostgreSQL an advisory lock makes
 concurrent `cadence run` processes upgrade one at a time.
 """
@@ -10,15 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.pool import NullPool
 
-import cadence
-
-MIGRATIONS = Path(cadence.__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = "cadence.store:migrations"  # a package resource: Alembic opens it with importlib.resources
 _LOCK_ID = 0x0CADE9CE
 
 

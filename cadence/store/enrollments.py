@@ -88,29 +88,28 @@ def move(conn: Connection, m: Move) -> bool:
 def move_many(conn: Connection, moves: Sequence[Move]) -> set[int]:
     """Many moves in one executemany; returns the ids that moved.
 
-    The expected positions are read first, with the rows locked (`FOR UPDATE` on PostgreSQL;
-    SQLite's IMMEDIATE transaction already serializes writers), so the moves that still
-    match are known before any is written, and the write cannot lose a race after the read.
+    Each row's UPDATE carries its own compare (the same WHERE as `move`), so the common case,
+    where every move still matches, costs one statement. Only when fewer rows changed than
+    were asked does it read back which ones now stand where their move put them.
     """
     if not moves:
         return set()
     if len(moves) == 1:
         return {moves[0].id} if move(conn, moves[0]) else set()
-    query = select(E.id, E.state, E.next_index, E.pending_touch_id).where(E.id.in_([m.id for m in moves]))
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+    changed = conn.execute(_MOVE, [_params(m) for m in moves]).rowcount
+    if changed == len(moves):
+        return {m.id for m in moves}
+    query = select(E.id, E.next_index, E.next_step, E.pending_touch_id, E.last_touch_at).where(
+        E.id.in_([m.id for m in moves])
+    )
     now = {row.id: row for row in conn.execute(query)}
-    winners = [
-        m
+    return {
+        m.id
         for m in moves
         if (row := now.get(m.id)) is not None
-        and row.state in LIVE_STATES
-        and row.next_index == m.from_index
-        and row.pending_touch_id == m.from_pending
-    ]
-    if winners:
-        conn.execute(_MOVE, [_params(m) for m in winners])
-    return {m.id for m in winners}
+        and (row.next_index, row.next_step, row.pending_touch_id, row.last_touch_at)
+        == (m.to_index, m.to_step, None, m.at)
+    }
 
 
 def defer(conn: Connection, enrollment_id: int, pending: int | None, due: datetime) -> bool:

@@ -29,6 +29,16 @@ def touches(conn: Connection, *, status: str | None = None, lead_id: str | None 
     return [TouchRow._make(row) for row in conn.execute(query)]
 
 
+def count_touches(conn: Connection, *, status: str | None = None, lead_id: str | None = None) -> int:
+    """How many touches `touches` would list without a limit (so a cut list can say so)."""
+    query = select(func.count()).select_from(TouchT)
+    if status:
+        query = query.where(T.status == status)
+    if lead_id:
+        query = query.where(T.lead_id == lead_id)
+    return int(conn.execute(query).scalar_one())
+
+
 def new_leads_never_enrolled(conn: Connection) -> list[str]:
     """Ids of the leads in stage `new` that were never enrolled into anything, in id order."""
     never = select(E.lead_id)

@@ -165,6 +165,14 @@ class Recycle(SQLModel, table=True):
     created_at: datetime = _utc(nullable=False)
 
 
+class SmsReceipt(SQLModel, table=True):
+    """An inbound SMS already acted on, by Twilio's MessageSid: Twilio retries a webhook it thinks was lost,
+    and the unique key makes the replay record nothing."""
+
+    message_sid: str = Field(primary_key=True, max_length=64)
+    received_at: datetime = _utc(nullable=False)
+
+
 # The tables as SQLAlchemy Core sees them: every statement in store/ is written against these.
 LeadT: Table = Lead.__table__  # type: ignore[attr-defined]
 EnrollmentT: Table = Enrollment.__table__  # type: ignore[attr-defined]
@@ -173,3 +181,4 @@ HistoryT: Table = History.__table__  # type: ignore[attr-defined]
 RecycleT: Table = Recycle.__table__  # type: ignore[attr-defined]
 SuppressionT: Table = Suppression.__table__  # type: ignore[attr-defined]
 VersionT: Table = SequenceVersion.__table__  # type: ignore[attr-defined]
+SmsReceiptT: Table = SmsReceipt.__table__  # type: ignore[attr-defined]

@@ -1,17 +1,22 @@
-"""The API for other systems, behind `Authorization: Bearer $CADENCE_API_TOKEN`.
+"""The API for other systems and web forms (README "HTTP API").
 
-- POST /events: {"lead": id or email, "event": one of OUTSIDE_EVENTS, "until": date, "note": text}
+- POST /events, JSON, `Authorization: Bearer $CADENCE_API_TOKEN`:
+  {"lead": id or email, "event": one of OUTSIDE_EVENTS, "until": date, "note": text}
   -> {"lead", "event", "actions"}; the same as `cadence event`.
-- POST /leads: a lead as a JSON object with the CSV's column names (custom fields
-  too), plus an optional "sequence" -> {"lead", "owner", "created", "enrolled", "refused"}.
+- POST /leads, JSON or an HTML form (application/x-www-form-urlencoded), with
+  CADENCE_API_TOKEN or CADENCE_FORM_TOKEN as the bearer token or in a field named
+  `token`: a lead with the CSV's column names (custom fields too), plus an optional
+  "sequence" -> {"lead", "owner", "created", "enrolled", "refused"} (201 when created).
 
-Errors answer JSON {"error": message}: 401 without the token, 400 for a body that
-is not JSON, 404 for an unknown lead, 422 for a value that cannot be used.
+Errors answer JSON {"error": message}: 401 without a right token, 400 for a body that
+cannot be read (not UTF-8, not JSON, nested too deeply, NaN or a number out of range),
+415 for a Content-Type the route does not take, 404 for an unknown lead, 422 for a
+value that cannot be used (a wrong type, a NUL byte, a lone surrogate, a bad email...);
+see `cadence.web.bodies`. A refused request changes nothing.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,17 +29,12 @@ from cadence.enrollment.inbound import IntakeError, find_lead, take_lead
 from cadence.names import OUTSIDE_EVENTS
 from cadence.outcomes.events import record_event
 from cadence.outcomes.return_dates import return_date
-from cadence.web.auth import bearer_ok
+from cadence.web.auth import bearer, bearer_ok, token_ok
+from cadence.web.bodies import FORM_TYPE, Refused, check_storable, is_json, media_type, parse_form, parse_json
 from cadence.web.context import context
 
 if TYPE_CHECKING:
     from cadence.app import App
-
-
-class Refused(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -42,15 +42,40 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-async def _body(request: Request) -> dict[str, Any]:
-    if not bearer_ok(request, context(request).keys):
-        raise Refused(401, "missing or wrong bearer token")
-    try:
-        body = json.loads(await request.body())
-    except ValueError as exc:
-        raise Refused(400, f"the body is not JSON: {exc}") from exc
+def _json_object(raw: bytes, request: Request) -> dict[str, Any]:
+    body = parse_json(raw, request)
     if not isinstance(body, dict):
         raise Refused(422, "the body must be a JSON object")
+    return body
+
+
+async def _event_body(request: Request) -> dict[str, Any]:
+    if not bearer_ok(request, context(request).keys):
+        raise Refused(401, "missing or wrong bearer token")
+    kind = media_type(request)
+    if kind and not is_json(kind):
+        raise Refused(415, f"POST /events takes JSON (Content-Type: application/json), not {kind}")
+    body = _json_object(await request.body(), request)
+    check_storable(body)
+    return body
+
+
+async def _lead_body(request: Request) -> dict[str, Any]:
+    """A JSON object or a url-encoded form; the token may also come as its `token` field (never saved)."""
+    keys = context(request).keys
+    kind = media_type(request)
+    if kind and kind != FORM_TYPE and not is_json(kind):
+        raise Refused(
+            415,
+            f"POST /leads takes JSON or an HTML form sent as {FORM_TYPE} (a form's default enctype), not {kind}",
+        )
+    raw = await request.body()
+    body: dict[str, Any] = parse_form(raw, request) if kind == FORM_TYPE else _json_object(raw, request)
+    field = body.pop("token", None)
+    accepted = (keys.api_token, keys.form_token)
+    if not token_ok(bearer(request), *accepted) and not (isinstance(field, str) and token_ok(field, *accepted)):
+        raise Refused(401, "missing or wrong token (the bearer token, or a form field named token)")
+    check_storable(body)
     return body
 
 
@@ -68,7 +93,7 @@ def _until(app: App, lead_id: str, value: Any) -> datetime | None:
 
 async def post_event(request: Request) -> JSONResponse:
     try:
-        body = await _body(request)
+        body = await _event_body(request)
         ref, event, note = body.get("lead"), body.get("event"), body.get("note")
         if not isinstance(ref, str) or not ref.strip():
             raise Refused(422, "lead (an id or an email) is required")
@@ -85,6 +110,8 @@ async def post_event(request: Request) -> JSONResponse:
             done = await run_in_threadpool(record_event, app, lead_id, event, until=until, note=note, source="api")
         except KeyError as exc:  # deleted meanwhile
             raise Refused(404, str(exc.args[0])) from exc
+        except ValueError as exc:
+            raise Refused(422, str(exc)) from exc
     except Refused as exc:
         return error(exc.status, str(exc))
     return JSONResponse({"lead": lead_id, "event": event, "actions": done})
@@ -92,7 +119,7 @@ async def post_event(request: Request) -> JSONResponse:
 
 async def post_lead(request: Request) -> JSONResponse:
     try:
-        body = await _body(request)
+        body = await _lead_body(request)
         try:
             result = await run_in_threadpool(take_lead, context(request).app, body)
         except IntakeError as exc:

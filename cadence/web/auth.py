@@ -2,8 +2,13 @@
 
 Secrets come only from the environment, read once when the app is built:
 the Twilio auth token from the variable named by `sms.twilio.auth_token_env`
-(TWILIO_AUTH_TOKEN by default), the API token from CADENCE_API_TOKEN. A secret
-that is not set refuses every request it guards; it never opens the door.
+(TWILIO_AUTH_TOKEN by default), the API token from CADENCE_API_TOKEN, and the form
+token from CADENCE_FORM_TOKEN. A secret that is not set refuses every request it
+guards; it never opens the door.
+
+The form token exists because a token in a web page's hidden field is public: it may
+only post leads (POST /leads), never report events for them, so the API token never
+has to appear in a page.
 
 Twilio signs the exact URL it called. Behind a proxy the Host header and scheme
 are the proxy's, so the URL is rebuilt from config.yaml's `public_url` plus the
@@ -28,6 +33,7 @@ if TYPE_CHECKING:
     from cadence.app import App
 
 API_TOKEN_ENV = "CADENCE_API_TOKEN"
+FORM_TOKEN_ENV = "CADENCE_FORM_TOKEN"
 log = logging.getLogger("cadence.web")
 
 
@@ -37,6 +43,7 @@ class Keys:
     twilio_token: str | None
     api_token: str | None
     twilio_token_env: str = "TWILIO_AUTH_TOKEN"
+    form_token: str | None = None
 
     @classmethod
     def load(cls, app: App, environ: Mapping[str, str] | None = None) -> Keys:
@@ -47,6 +54,7 @@ class Keys:
             twilio_token=(env.get(token_env) or "").strip() or None,
             api_token=(env.get(API_TOKEN_ENV) or "").strip() or None,
             twilio_token_env=token_env,
+            form_token=(env.get(FORM_TOKEN_ENV) or "").strip() or None,
         )
 
     def problems(self) -> list[str]:
@@ -84,11 +92,23 @@ async def twilio_form(request: Request, keys: Keys) -> ImmutableMultiDict[str, s
     return form
 
 
-def bearer_ok(request: Request, keys: Keys) -> bool:
-    """`Authorization: Bearer <CADENCE_API_TOKEN>`, compared in constant time."""
-    if not keys.api_token:
-        return False
+def bearer(request: Request) -> str | None:
+    """The token of `Authorization: Bearer <token>`, if the request has one."""
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
+    return (given.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def token_ok(given: str | None, *accepted: str | None) -> bool:
+    """Whether `given` is one of the tokens that are set, compared in constant time."""
+    if not given:
         return False
-    return hmac.compare_digest(given.strip().encode(), keys.api_token.encode())
+    found = False
+    for token in accepted:
+        if token and hmac.compare_digest(given.encode(), token.encode()):
+            found = True
+    return found
+
+
+def bearer_ok(request: Request, keys: Keys) -> bool:
+    """`Authorization: Bearer <CADENCE_API_TOKEN>`."""
+    return token_ok(bearer(request), keys.api_token)

@@ -181,7 +181,7 @@ def test_rule_6_do_not_call_suppresses_call_and_sms_in_every_sequence_and_email_
     assert outbox_sms(project, DANA_PHONE) == []
     # Everywhere: a reply ends outbound-saas; in outbound-hot the call is skipped too, the email goes.
     event(started, "L1", "replied", "2026-12-14T09:00:00-05:00")
-    ok(started("enroll", "outbound-hot", "L1", now="2026-12-14T09:00:00-05:00"))
+    ok(started("enroll", "outbound-hot", "L1", "--force", now="2026-12-14T09:00:00-05:00"))
     run(started, "2026-12-14T09:00:30-05:00")
     hot = touches(started, "L1", "2026-12-14T09:01:00-05:00", "outbound-hot")
     assert hot["thanks"]["status"] == "sent"

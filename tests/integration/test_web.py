@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,12 @@ from tests.http_server import Switchboard, serving
 PUBLIC = "https://cadence.acme.example"
 TWILIO_TOKEN = "twilio-test-token"
 API_TOKEN = "api-test-token"
+FORM_TOKEN = "form-test-token"
 SECRET = "unsubscribe-test-secret"
-ENV = {"TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "CADENCE_API_TOKEN": API_TOKEN, "CADENCE_SECRET": SECRET}
+ENV = {
+    "TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "CADENCE_API_TOKEN": API_TOKEN, "CADENCE_FORM_TOKEN": FORM_TOKEN,
+    "CADENCE_SECRET": SECRET,
+}  # fmt: skip
 MON_10 = "2026-11-30T10:00:00-05:00"  # New York, inside every window
 OUR_NUMBER = "+15550100001"
 PHONES = {"L1": "+12125550101", "L2": "+12125550102", "L3": "+12125550103"}
@@ -99,9 +104,10 @@ def twilio_post(
     return web.post(path, data=params, headers={"X-Twilio-Signature": signature})
 
 
-def sms_in(web: httpx.Client, lead: str, body: str, **kwargs: Any) -> httpx.Response:
+def sms_in(web: httpx.Client, lead: str, body: str, *, sid: str | None = None, **kwargs: Any) -> httpx.Response:
+    """An inbound SMS as Twilio posts it; each gets a new MessageSid unless `sid` replays one."""
     params = {
-        "MessageSid": "SM" + "1" * 32, "AccountSid": "AC" + "0" * 32, "From": PHONES.get(lead, lead),
+        "MessageSid": sid or "SM" + uuid.uuid4().hex, "AccountSid": "AC" + "0" * 32, "From": PHONES.get(lead, lead),
         "To": OUR_NUMBER, "Body": body, "NumMedia": "0",
     }  # fmt: skip
     return twilio_post(web, "/twilio/sms", params, **kwargs)
@@ -214,6 +220,21 @@ def test_other_text_is_an_sms_reply_in_the_history(app: App, web: httpx.Client) 
     assert not suppressed(app)
 
 
+def test_a_replayed_inbound_sms_is_recorded_once(app: App, web: httpx.Client) -> None:
+    stop, reply, help_ = "SM" + "a" * 32, "SM" + "b" * 32, "SM" + "c" * 32
+    for _ in range(3):  # Twilio retries a webhook whose answer it did not get, with the same MessageSid
+        assert sms_in(web, "L1", "STOP", sid=stop).status_code == 200
+        assert sms_in(web, "L2", "Thursday works", sid=reply).status_code == 200
+        answer = sms_in(web, "L3", "HELP", sid=help_)
+        assert answer.status_code == 200 and "Alice Moreno" in answer.text  # the lost answer is given again
+    assert events(app, "L1") == ["sms_stop"]
+    assert events(app, "L2") == ["sms_reply"]
+    assert [h["kind"] for h in history(app, "L3")].count("sms_help") == 1
+    assert len([h for h in history(app, "L2") if h["kind"] == "task_opened"]) == 1  # the owner is told once
+    sms_in(web, "L2", "Thursday works")  # the same words in a new message are a new reply
+    assert events(app, "L2") == ["sms_reply", "sms_reply"]
+
+
 def test_unknown_number_gets_empty_twiml_and_nothing_is_recorded(app: App, web: httpx.Client) -> None:
     before = count(app, HistoryT)
     answer = sms_in(web, "+12125550199", "STOP")
@@ -276,6 +297,16 @@ def test_failed_delivery_keeps_its_code_and_21610_suppresses(app: App, web: http
     assert lead(app, "L3")["phone_invalid"] is False and ("sms", PHONES["L3"]) not in suppressed(app)
     engine_pass(app)
     assert sum(1 for t in lead_status(app, "L3")["touches"] if t["step"] == "text") == 1  # never resent
+
+
+def test_a_replayed_failure_report_records_its_history_and_events_once(app: App, web: httpx.Client) -> None:
+    engine_pass(app)
+    sid = sent_sms(app)[PHONES["L2"]]
+    for _ in range(3):
+        assert status_in(web, sid, "undelivered", "30005").status_code == 200
+    assert [h["kind"] for h in history(app, "L2")].count("delivery") == 1
+    assert events(app, "L2").count("phone_invalid") == 1
+    assert touch(app, sid)["delivery"] == "undelivered"
 
 
 # -- unsubscribe ------------------------------------------------------------------------
@@ -370,6 +401,43 @@ def test_inbound_leads_rotate_owners_keep_a_given_one_and_enroll_at_once(app: Ap
     finally:
         restarted.close()
     assert answer.json()["owner"] == "bob"
+
+
+def test_an_html_form_posts_a_lead_with_the_token_in_a_hidden_field(app: App, web: httpx.Client) -> None:
+    form = {"token": FORM_TOKEN, "email": "form@initech.example", "first_name": "Form", "company": "Initech"}
+    answer = web.post("/leads", data=form)  # what a browser sends: application/x-www-form-urlencoded
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["enrolled"]["sequence"] == "outbound-hot"
+    saved = lead(app, answer.json()["lead"])
+    assert saved["first_name"] == "Form" and "token" not in saved["fields"]  # the token is never saved
+
+    by_header = web.post(
+        "/leads", data={"email": "hdr@initech.example"}, headers={"Authorization": f"Bearer {FORM_TOKEN}"}
+    )
+    assert by_header.status_code == 201
+    assert web.post("/leads", data={"token": API_TOKEN, "email": "api@initech.example"}).status_code == 201
+
+
+def test_a_form_without_the_right_token_saves_nothing(app: App, web: httpx.Client) -> None:
+    before = count(app, LeadT)
+    for form in ({"email": "x@initech.example"}, {"token": "guess", "email": "x@initech.example"}):
+        answer = web.post("/leads", data=form)
+        assert answer.status_code == 401 and "token" in answer.json()["error"]
+    # The form token posts leads only: it cannot report events.
+    as_form = {"Authorization": f"Bearer {FORM_TOKEN}"}
+    assert web.post("/events", json={"lead": "L1", "event": "unsubscribed"}, headers=as_form).status_code == 401
+    assert count(app, LeadT) == before and events(app, "L1") == []
+
+
+def test_a_body_in_a_type_the_route_does_not_read_gets_415(app: App, web: httpx.Client) -> None:
+    before = count(app, HistoryT), count(app, LeadT)
+    multipart = web.post("/leads", files={"email": (None, "m@initech.example")}, data={"token": API_TOKEN})
+    assert multipart.status_code == 415 and "x-www-form-urlencoded" in multipart.json()["error"]
+    xml = web.post("/events", content=b"<event/>", headers={**BEARER, "Content-Type": "application/xml"})
+    assert xml.status_code == 415 and "application/json" in xml.json()["error"]
+    form = web.post("/events", data={"lead": "L1", "event": "replied"}, headers=BEARER)
+    assert form.status_code == 415
+    assert (count(app, HistoryT), count(app, LeadT)) == before
 
 
 def test_inbound_lead_update_refusal_and_invalid_email(app: App, web: httpx.Client) -> None:

@@ -1,14 +1,18 @@
-"""build_message: the RFC 5322 / RFC 8058 details, without any network."""
+"""build_message: the RFC 5322 / RFC 8058 details, without any network; the plain fast path pinned to it."""
 
 from __future__ import annotations
 
+import random
+import string
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from cadence.channels.base import OutgoingEmail
-from cadence.channels.email.mime import build_message, wire_bytes
+from cadence.channels.email.mime import _plain_wire, build_message, needs_utf8, wire_bytes
 
 NOW = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
 
@@ -116,3 +120,97 @@ def test_wire_form_is_7bit_with_crlf() -> None:
 
     assert wire.isascii()
     assert b"\n" not in wire.replace(b"\r\n", b"")
+
+
+# -- the hand-written fast path equals the email package, byte for byte -----------------------
+
+_WORD = st.text(alphabet=string.ascii_letters + string.digits, min_size=1, max_size=12)
+_PLAIN_NAME = st.lists(_WORD, min_size=1, max_size=4).map(" ".join)
+_PLAIN_ADDRESS = st.builds(
+    "{}@{}.{}".format, _WORD, _WORD, st.sampled_from(["example", "co.uk", "io"])
+)  # fmt: skip
+_PLAIN_ID = st.builds("<{}@{}.example>".format, _WORD, _WORD)
+# Unicode anywhere (accents, CJK, emoji, controls), long lines and every kind of line end.
+_ANY_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=400)
+_LONG_LINES = st.lists(st.text(st.characters(exclude_categories=["Cs"]), min_size=60, max_size=300), max_size=12).map(
+    "\n".join
+)
+_LINE_ENDS = st.lists(st.text(string.printable, max_size=90), max_size=14).flatmap(
+    lambda lines: st.sampled_from(["\n", "\r\n", "\r"]).map(lambda end: end.join(lines))
+)
+_BODY = st.one_of(_ANY_TEXT, _LONG_LINES, _LINE_ENDS, st.text(string.ascii_letters + " \n", max_size=400))
+_SUBJECT = st.one_of(st.lists(_WORD, min_size=1, max_size=14).map(" ".join), _ANY_TEXT)
+_HEADERS = st.dictionaries(st.builds("X-{}".format, _WORD), st.one_of(_WORD, _ANY_TEXT), max_size=2)
+_SENT_AT = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)).flatmap(
+    lambda at: st.integers(-12 * 60, 14 * 60).map(lambda m: at.replace(tzinfo=timezone(timedelta(minutes=m))))
+)
+
+
+@st.composite
+def plain_emails(
+    draw: st.DrawFn, subject: st.SearchStrategy[str] = _SUBJECT, headers: st.SearchStrategy[dict[str, str]] = _HEADERS
+) -> OutgoingEmail:
+    """Messages the fast path is meant for, with the fields it has to get exactly right left random."""
+    parent = draw(st.none() | _PLAIN_ID)
+    return OutgoingEmail(
+        touch_id=1,
+        to=draw(_PLAIN_ADDRESS),
+        to_name=draw(st.none() | _PLAIN_NAME),
+        from_addr=draw(_PLAIN_ADDRESS),
+        from_name=draw(_PLAIN_NAME),
+        subject=draw(subject),
+        text=draw(_BODY),
+        html=draw(st.just("") | _BODY),
+        message_id=draw(_PLAIN_ID),
+        in_reply_to=parent,
+        references=tuple(draw(st.lists(_PLAIN_ID, max_size=3))),
+        unsubscribe_url=draw(st.none() | st.builds("https://c.example/u/{}".format, _WORD)),
+        unsubscribe_mailto=draw(st.none() | _PLAIN_ADDRESS),
+        headers=draw(headers),
+    )
+
+
+def _both_paths(msg: OutgoingEmail, sent_at: datetime, seed: int) -> tuple[bytes | None, bytes | None]:
+    """(fast path, email package), with the same random boundary; None where a path declines or refuses."""
+    random.seed(seed)
+    fast = _plain_wire(msg, sent_at)
+    random.seed(seed)
+    try:
+        standard = wire_bytes(build_message(msg, sent_at), needs_utf8(msg))
+    except ValueError:  # a CR or LF in a header, say: the message can never be sent
+        standard = None
+    return fast, standard
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(plain_emails(), _SENT_AT, st.integers(0, 2**32))
+def test_the_fast_path_writes_the_very_bytes_the_email_package_writes(
+    msg: OutgoingEmail, sent_at: datetime, seed: int
+) -> None:
+    fast, standard = _both_paths(msg, sent_at, seed)
+    if fast is not None:  # None: the fast path declined, and the email package writes (or refuses) the message
+        assert fast == standard
+
+
+_PLAIN_SUBJECT = st.lists(_WORD, min_size=1, max_size=6).map(" ".join)
+_PLAIN_HEADERS = st.dictionaries(st.builds("X-{}".format, _WORD), _PLAIN_NAME, max_size=2)
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(plain_emails(subject=_PLAIN_SUBJECT, headers=_PLAIN_HEADERS), _SENT_AT, st.integers(0, 2**32))
+def test_plain_headers_take_the_fast_path_whatever_the_bodies(msg: OutgoingEmail, sent_at: datetime, seed: int) -> None:
+    assume(_fits_one_line(msg))  # a longer header is folded: the email package's work
+    fast, standard = _both_paths(msg, sent_at, seed)
+    assert fast is not None and fast == standard
+
+
+def _fits_one_line(msg: OutgoingEmail) -> bool:
+    threading = [
+        *msg.references,
+        *([msg.in_reply_to] if msg.in_reply_to and msg.in_reply_to not in msg.references else []),
+    ]
+    headers = {
+        "From": f"{msg.from_name} <{msg.from_addr}>", "To": f"{msg.to_name} <{msg.to}>" if msg.to_name else msg.to,
+        "Subject": msg.subject, "References": " ".join(threading), **msg.headers,
+    }  # fmt: skip
+    return all(len(f"{name}: {value}") <= 78 for name, value in headers.items())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from textwrap import dedent
 
@@ -14,9 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cadence.cli.app import app
-from cadence.config import check_settings
-from cadence.spec.load import load_catalog, load_sequence
+from cadence.config import check_settings, quiet_window
+from cadence.spec.load import Windows, load_catalog, load_sequence
+from cadence.spec.sandbox import RenderLimits
 from cadence.spec.templates import TemplateFolder
+from cadence.spec.values import Window
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = {
@@ -595,3 +598,134 @@ def test_validate_warning_alone_exits_0(starter: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines()[0].startswith("sequences/outbound-saas.yaml:29:5: warning: SMS text is about")
     assert "5 sequence(s) valid, 0 error(s), 1 warning(s)" in result.stdout
+
+
+# -- every problem in one pass, `at` against the window, templates within the render limits ---------------------
+
+
+def test_a_schema_error_in_one_step_does_not_hide_the_checks_of_the_others(workspace: Path) -> None:
+    diags = diagnose(
+        workspace,
+        """
+        id: s
+        name: S
+        steps:
+          - {id: intro, day: 2, channel: email, subject: Hi, template: t/email.md.j2}
+          - {id: fax-1, day: 2, channel: fax, template: t/call.md.j2}
+          - {id: intro, day: 1, channel: task, title: Research}
+          - {id: bump, day: 3, channel: email, reply_to: later, template: t/missing.md.j2}
+          - {id: later, day: 4, channel: email, subject: "{{ lead.company }", template: t/broken.md.j2}
+          - {id: chase, day: 5, channel: email, reply_to: fax-1, template: t/email.md.j2}
+        """,
+    )
+    templates = workspace / "templates"
+    assert diags == [
+        "sequences/s.yaml:5:25: channel: Input should be 'email', 'sms', 'call' or 'task'",
+        "sequences/s.yaml:6:6: duplicate step id 'intro' (first used by step 1)",
+        "sequences/s.yaml:6:17: day 1 comes after day 2: days must not decrease",
+        "sequences/s.yaml:7:40: reply_to 'later' names a later step; it must name an earlier email step",
+        f"sequences/s.yaml:7:57: template 't/missing.md.j2' not found under {templates}",
+        f"{templates / 't' / 'broken.md.j2'}:3:1: Jinja2 syntax error: unexpected '}}'",
+        "sequences/s.yaml:8:41: subject: Jinja2 syntax error: unexpected '}'",
+    ]  # and nothing about `reply_to: fax-1`: that step's own error is reported, a guess about it would mislead
+
+
+def _with_at(workspace: Path, at: str, channel: str = "email", schedule: str = "") -> list[str]:
+    template = "t/sms.txt.j2" if channel == "sms" else "t/email.md.j2"
+    path = workspace / "sequences" / "s.yaml"
+    path.write_text(
+        f"id: s\nname: S\n{schedule}steps:\n"
+        f"  - {{id: s1, day: 1, channel: {channel}, at: '{at}', subject: Hi, template: {template}}}\n"
+    )
+    if channel == "sms":
+        path.write_text(path.read_text().replace("subject: Hi, ", ""))
+    windows = Windows(Window.parse("09:00-17:00"), quiet_window("21:00-08:00"))
+    _, diags = load_sequence(path, TemplateFolder(workspace / "templates"), "sequences/s.yaml", windows)
+    return [str(d) for d in diags]
+
+
+def test_an_at_before_the_inherited_window_opens_is_a_warning(workspace: Path) -> None:
+    assert _with_at(workspace, "07:30") == [
+        "sequences/s.yaml:4:38: warning: at '07:30' is before the window opens (09:00-17:00, config.yaml's schedule):"
+        " the step goes out at 09:00 instead"
+    ]
+    assert _with_at(workspace, "07:30", schedule="schedule: {window: '07:00-12:00'}\n") == []
+
+
+def test_an_at_after_the_inherited_window_closes_is_an_error(workspace: Path) -> None:
+    assert _with_at(workspace, "18:00") == [
+        "sequences/s.yaml:4:38: at '18:00' is not before the window closes (09:00-17:00, config.yaml's schedule):"
+        " the step could never be due"
+    ]
+
+
+def test_an_sms_at_inside_quiet_hours_could_never_be_due(workspace: Path) -> None:
+    assert _with_at(workspace, "21:30", "sms", "schedule: {window: always}\n") == [
+        "sequences/s.yaml:5:36: at '21:30' is not before the window closes (00:00-24:00; SMS only 08:00-21:00):"
+        " the step could never be due"
+    ]
+    assert _with_at(workspace, "21:30", "email", "schedule: {window: always}\n") == []
+
+
+def test_validate_warns_about_an_at_before_the_window_opens(starter: Path) -> None:
+    seq = starter / "sequences" / "outbound-saas.yaml"
+    seq.write_text(seq.read_text().replace('at: "10:30"', 'at: "08:15"'))
+    result = validate(starter)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "sequences/outbound-saas.yaml:27:5: warning: at '08:15' is before the window opens"
+        " (09:00-17:00; SMS only 08:00-21:00): the step goes out at 09:00 instead"
+    ]
+
+
+def test_a_template_that_never_ends_is_an_error_at_its_own_line(starter: Path) -> None:
+    config = starter / "config.yaml"
+    config.write_text(config.read_text() + "render:\n  timeout_seconds: 0.2\n")
+    template = starter / "templates" / "outbound-saas" / "bump.md.j2"
+    template.write_text(
+        "Hi {{ lead.first_name }},\n{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\n"
+    )
+    started = time.monotonic()
+    result = validate(starter, "--json")
+    assert time.monotonic() - started < 5
+    assert result.exit_code == 1
+    assert [(d["path"], d["line"], d["message"]) for d in json.loads(result.stdout)["diagnostics"]] == [
+        (
+            str(template),
+            2,
+            "took longer than 0.2 s to render (render.timeout_seconds): a loop that runs too long?"
+            " (rendered with sample values)",
+        )
+    ]
+
+
+def test_render_limits_come_from_config_and_are_checked(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("render:\n  timeout_seconds: 0.5\n  max_email_kib: 64\n  max_sms_chars: 320\n")
+    settings, diags = check_settings(config)
+    assert diags == [] and settings is not None
+    assert settings.render.limits == RenderLimits(timeout_seconds=0.5, max_email_bytes=65536, max_sms_chars=320)
+    assert check_settings(tmp_path / "missing.yaml")[1][0].message == "file not found"
+    config.write_text("render:\n  timeout_seconds: .inf\n  max_email_kib: 0\n  max_sms_chars: 5000\n")
+    assert [str(d) for d in check_settings(config)[1]] == [
+        f"{config}:2:3: timeout_seconds: Input should be less than or equal to 60",
+        f"{config}:3:3: max_email_kib: Input should be greater than or equal to 1",
+        f"{config}:4:3: max_sms_chars: Input should be less than or equal to 1600",
+    ]
+
+
+def test_days_and_durations_too_large_to_plan_are_refused_at_their_line(workspace: Path) -> None:
+    diags = diagnose(
+        workspace,
+        """
+        id: s
+        name: S
+        schedule: {spread: 99999999w}
+        steps:
+          - {id: li-1, day: 99999999999999999999, channel: task, title: Connect}
+        """,
+    )
+    assert diags == [
+        "sequences/s.yaml:3:12: spread: duration '99999999w' is longer than ten years",
+        "sequences/s.yaml:5:16: day: Input should be less than or equal to 1000",
+    ]

@@ -90,3 +90,44 @@ def test_sigterm_finishes_and_records_the_batch_in_hand_then_exits_0(
     received = set(smtp_sink.message_ids)
     assert sent == received  # every message the server got is recorded sent, and only those
     assert len(received) == BATCH  # the batch in hand was finished; no new batch was claimed after the signal
+
+
+def test_on_start_lost_claims_are_released_before_the_first_batch_is_claimed(
+    project: Path, db_url: str, smtp_sink: SmtpSink
+) -> None:
+    from cadence.engine.dispatcher import Dispatcher
+    from cadence.engine.jobs import PassReport
+    from cadence.store.tables import HistoryT
+
+    _prepare(project, db_url, smtp_sink)
+    app = make_app(project, db_url, "2026-11-30T09:50:00-05:00")
+    try:  # a worker that died ten minutes ago left a claim behind
+        lost = Dispatcher(app, None, None, "dead-worker").claim(app.clock.now(), PassReport())  # type: ignore[arg-type]
+        assert lost
+    finally:
+        app.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CADENCE_")}
+    env.update(CADENCE_NOW=RUN_AT, CADENCE_DATABASE_URL=db_url, CADENCE_SECRET="graceful-stop-secret")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "cadence", "--config", str(project / "config.yaml"), "run"],
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        smtp_sink.wait_until(lambda: smtp_sink.count >= 1 or worker.poll() is not None, timeout=30, what="a send")
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert worker.returncode == 0, err
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(HistoryT.c.id, HistoryT.c.detail).where(HistoryT.c.kind == "touch")).all()
+    finally:
+        engine.dispose()
+    released = [i for i, detail in rows if detail.get("status") == "unknown"]
+    sent = [i for i, detail in rows if detail.get("status") == "sent"]
+    assert len(released) == len(lost) and sent
+    assert max(released) < min(sent)  # the sweep ran before the first batch was recorded

@@ -51,17 +51,22 @@ def _prepare(project: Path, db_url: str, sink: SmtpSink) -> None:
         app.close()
 
 
+def _start_worker(project: Path, db_url: str) -> subprocess.Popen[str]:
+    """`cadence run` in its own process, as systemd would start it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CADENCE_")}
+    env.update(CADENCE_NOW=RUN_AT, CADENCE_DATABASE_URL=db_url, CADENCE_SECRET="graceful-stop-secret")
+    return subprocess.Popen(
+        [sys.executable, "-m", "cadence", "--config", str(project / "config.yaml"), "run"],
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
 def test_sigterm_finishes_and_records_the_batch_in_hand_then_exits_0(
     project: Path, db_url: str, smtp_sink: SmtpSink
 ) -> None:
     _prepare(project, db_url, smtp_sink)
     smtp_sink.slow_down(0.15)  # each 250 waits: a batch of 10 over 2 connections takes most of a second
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CADENCE_")}
-    env.update(CADENCE_NOW=RUN_AT, CADENCE_DATABASE_URL=db_url, CADENCE_SECRET="graceful-stop-secret")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "cadence", "--config", str(project / "config.yaml"), "run"],
-        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    worker = _start_worker(project, db_url)
     try:
         smtp_sink.wait_until(
             lambda: smtp_sink.count >= 3 or worker.poll() is not None,
@@ -106,12 +111,7 @@ def test_on_start_lost_claims_are_released_before_the_first_batch_is_claimed(
         assert lost
     finally:
         app.close()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CADENCE_")}
-    env.update(CADENCE_NOW=RUN_AT, CADENCE_DATABASE_URL=db_url, CADENCE_SECRET="graceful-stop-secret")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "cadence", "--config", str(project / "config.yaml"), "run"],
-        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    worker = _start_worker(project, db_url)
     try:
         smtp_sink.wait_until(lambda: smtp_sink.count >= 1 or worker.poll() is not None, timeout=30, what="a send")
         worker.send_signal(signal.SIGTERM)

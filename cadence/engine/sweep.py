@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from cadence.engine.isolation import describe, set_aside
 from cadence.enrollment.enroll import enroll_in
-from cadence.names import LIVE_STATES, Channel, EnrollmentState, Event, HistoryKind, TouchStatus
+from cadence.names import LIVE_STATES, Channel, Event, HistoryKind, TouchStatus
 from cadence.outcomes.completion import move_on
 from cadence.outcomes.events import on_event
 from cadence.outcomes.pauses import resume_enrollment
@@ -158,7 +158,5 @@ def _expire_task(app: App, conn: Connection, task: TouchRow, days: int, now: dat
     current = enrollments.get(conn, enrollment.id)
     if current is not None and current.state in LIVE_STATES and current.pending_touch_id == task.id:
         assert current.next_index is not None
-        move_on(conn, app, current, planner, current.next_index, now, now)
-        if current.state == EnrollmentState.PAUSED:  # the step is over; nothing is due until the pause ends
-            enrollments.hold(conn, current.id)
+        move_on(conn, app, current, planner, current.next_index, now, now)  # paused: nothing due until resumed
     return True

@@ -61,9 +61,8 @@ def log_disposition(app: App, task_id: int, code: str, note: str | None = None, 
         if task.step_index >= 0 and current.state in LIVE_STATES and current.pending_touch_id == task_id:
             planner = app.planner(spec, lead.timezone, lead.country, lead.region)
             moved = move_on(conn, app, current, planner, task.step_index, now, now)
-            if current.state == EnrollmentState.PAUSED:  # the step is done, but nothing is due until the pause ends
-                enrollments.hold(conn, enrollment.id)
-            elif moved.due is not None:
+            paused = current.state == EnrollmentState.PAUSED  # the step is done; nothing is due until it resumes
+            if moved.due is not None and not paused:
                 done.append(f"next step due {moved.due.isoformat()}")
             elif moved.completed:
                 done.append("sequence completed")

@@ -123,24 +123,33 @@ def _for_enrollment(
     if decided is not None:
         index, then = decided
         if live and event in spec.exit_on and not then.continue_ and not (then.finish or then.recycle):
-            # The outcome says why the enrollment ended (the reply), not what came next.
-            if enrollment_rows.finish(conn, enrollment, event, now, f"{event} is in exit_on"):
-                done.append(f"ended {spec.id} ({event})")
-                if not then.enroll:  # as without a rule: the lead's stage says why it left
-                    leads.set_stage(conn, lead.id, event, now, only_from=MOVABLE_STAGES)
+            # The outcome says why the enrollment ended (the reply), not what came next; a rule that
+            # enrolls elsewhere sets the stage itself.
+            done += _leave(conn, lead, enrollment, event, now, f"{event} is in exit_on", stage=not then.enroll)
             enrollment = enrollment._replace(state=EnrollmentState.FINISHED)
         done += apply_then(conn, app, lead, enrollment, then, now, cause=f"rule {index + 1}: {event}", until=until)
     elif live and event in spec.exit_on:
-        if enrollment_rows.finish(conn, enrollment, event, now, cause):
-            done.append(f"ended {spec.id} ({event})")
-            # The lead's stage says why it left its sequence (a rep's list of "replied" leads),
-            # unless a stage a person or a rule decided (qualified, ...) is already there.
-            leads.set_stage(conn, lead.id, event, now, only_from=MOVABLE_STAGES)
+        done += _leave(conn, lead, enrollment, event, now, cause, stage=True)
     elif live and event == Event.OUT_OF_OFFICE:
         back = until or now + DEFAULT_OUT_OF_OFFICE
         enrollment_rows.pause(conn, enrollment.id, back)
         done.append(f"paused {spec.id} until {local_day(back, lead.timezone or app.settings.timezone)}")
     return done
+
+
+def _leave(
+    conn: Connection, lead: LeadRow, enrollment: EnrollmentRow, event: str, now: datetime, cause: str, *, stage: bool
+) -> list[str]:
+    """End an enrollment on an `exit_on` event, the event as its outcome.
+
+    With `stage`, the lead's stage says why it left (a rep's list of "replied" leads), unless a
+    stage a person or a rule decided (qualified, ...) is already there.
+    """
+    if not enrollment_rows.finish(conn, enrollment, event, now, cause):
+        return []
+    if stage:
+        leads.set_stage(conn, lead.id, event, now, only_from=MOVABLE_STAGES)
+    return [f"ended {enrollment.sequence_id} ({event})"]
 
 
 def record_event(

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cadence.names import LIVE_STATES, MOVABLE_STAGES, Channel, EnrollmentState, HistoryKind, Stage
 from cadence.store.bulk import insert_many
+from cadence.store.db import isolated
 from cadence.store.errors import Conflict
 from cadence.store.tables import EnrollmentT, HistoryT, LeadT, SuppressionT
 
@@ -120,7 +121,7 @@ def savepoint(conn: Connection) -> Iterator[None]:
     reaches the caller, whose own writes (an inbound lead just saved) stand.
     """
     try:
-        with conn.begin_nested():
+        with isolated(conn):
             yield
     except IntegrityError as exc:
         raise Conflict("a lead was enrolled elsewhere meanwhile") from exc

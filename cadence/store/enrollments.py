@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, func, or_, select, update
+from sqlalchemy import Connection, bindparam, case, func, null, or_, select, update
 
 from cadence.names import LIVE_STATES, EnrollmentState, HistoryKind, TouchStatus
 from cadence.store import history
@@ -49,7 +49,10 @@ _MOVE = (
     .values(
         next_index=bindparam("m_to_index"),
         next_step=bindparam("m_to_step"),
-        next_due_at=bindparam("m_due"),
+        # A paused enrollment moves past its step but has nothing due: resuming plans its next touch.
+        next_due_at=case(
+            (E.state == EnrollmentState.PAUSED, null()), else_=bindparam("m_due", type_=E.next_due_at.type)
+        ),
         pending_touch_id=None,
         last_touch_at=bindparam("m_at"),
     )
@@ -198,12 +201,6 @@ def resume(conn: Connection, enrollment_id: int, due: datetime | None) -> bool:
         .where(E.id == enrollment_id, E.state == EnrollmentState.PAUSED)
         .values(state=EnrollmentState.ACTIVE, paused_until=None, next_due_at=due)
     )
-    return conn.execute(query).rowcount == 1
-
-
-def hold(conn: Connection, enrollment_id: int) -> bool:
-    """Nothing due for a paused enrollment, whatever a move planned: resuming plans its next touch."""
-    query = update(EnrollmentT).where(E.id == enrollment_id, E.state == EnrollmentState.PAUSED).values(next_due_at=None)
     return conn.execute(query).rowcount == 1
 
 

@@ -339,7 +339,6 @@ def test_state_changes_of_an_enrollment_expect_their_state(app: App) -> None:
         assert enrollments.finish(conn, row, "replied", now, "test")
         assert not enrollments.finish(conn, row, "qualified", now, "test")
         assert not enrollments.pause(conn, row.id, None)
-        assert not enrollments.hold(conn, row.id)
     after = _row(app, EnrollmentT, job.enrollment.id)
     assert (after["state"], after["outcome"]) == (EnrollmentState.FINISHED, "replied")
     with app.engine.connect() as conn:
@@ -379,3 +378,13 @@ def test_a_batch_of_moves_writes_only_the_ones_still_fresh(app: App) -> None:
         assert enrollments.move_many(conn, [fresh, stale]) == {fresh.id}
     assert _row(app, EnrollmentT, fresh.id)["next_step"] == "call-1"
     assert _row(app, EnrollmentT, stale.id)["next_step"] == "intro"
+
+
+def test_a_paused_enrollment_moves_past_its_step_with_nothing_due(app: App) -> None:
+    job = _claimed(app)
+    at = app.clock.now()
+    with app.engine.begin() as conn:
+        assert enrollments.pause(conn, job.enrollment.id, None)
+        assert enrollments.move(conn, Move(job.enrollment.id, 0, job.touch_id, 1, "call-1", at, at))
+    row = _row(app, EnrollmentT, job.enrollment.id)
+    assert (row["state"], row["next_step"], row["next_due_at"]) == (EnrollmentState.PAUSED, "call-1", None)

@@ -19,6 +19,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cadence.inbox_settings import InboxSettings
 from cadence.spec import values
 from cadence.spec.rules import Rule, as_set
 from cadence.spec.sandbox import RenderLimits
@@ -220,6 +221,7 @@ class Settings(Strict):
     engine: EngineSettings = EngineSettings()
     enroll: EnrollSettings = EnrollSettings()
     render: RenderSettings = RenderSettings()
+    inbox: InboxSettings = InboxSettings()
     dispositions: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_DISPOSITIONS), description="Codes SDRs log on tasks, with labels"
     )

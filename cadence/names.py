@@ -147,6 +147,7 @@ class HistoryKind(StrEnum):
     DELIVERY = "delivery"
     SMS_HELP = "sms_help"
     SENDER_FILTERED = "sender_filtered"
+    INBOUND_MAIL = "inbound_mail"  # a message read from the inbox that is not an event (auto-reply, soft bounce)
 
 
 class Delivery(StrEnum):
@@ -162,3 +163,20 @@ class Delivery(StrEnum):
     UNDELIVERED = "undelivered"
     FAILED = "failed"
     CANCELED = "canceled"
+
+
+class InboundKind(StrEnum):
+    """What an inbound email is, as `cadence inbox list` and `--json` name it.
+
+    The classifier gives the first six; `unmatched` (no lead could be found) and `duplicate`
+    (the same message was read before) are what processing it came to.
+    """
+
+    BOUNCE = "bounce"  # a hard bounce: the address itself cannot receive mail
+    SOFT_BOUNCE = "soft_bounce"  # any other delivery failure: full, delayed, blocked, policy, ...
+    OUT_OF_OFFICE = "out_of_office"
+    AUTO_REPLY = "auto_reply"  # automatic, but not an absence: ticket receipts, delivery reports
+    UNSUBSCRIBE_REQUEST = "unsubscribe_request"
+    REPLY = "reply"
+    UNMATCHED = "unmatched"
+    DUPLICATE = "duplicate"

@@ -158,3 +158,22 @@ def cli(project: Path, db_url: str) -> Cli:
 
 def engine_for(url: str) -> Engine:
     return make_engine(url)
+
+
+# -- IMAP: a private Dovecot per test (tests/dovecot.py); never skipped, like PostgreSQL --------------
+
+from tests.dovecot import NOT_INSTALLED, Dovecot  # noqa: E402 - kept with the fixture it serves
+
+IMAP_USERS = {"alice@acme.example": "secret", "bob@acme.example": "secret"}
+
+
+@pytest.fixture
+def dovecot() -> Iterator[Dovecot]:
+    """A started Dovecot on 127.0.0.1 with alice@ and bob@acme.example (password "secret"); fails without Dovecot."""
+    if shutil.which("dovecot") is None:
+        pytest.fail(NOT_INSTALLED, pytrace=False)
+    server = Dovecot.start(IMAP_USERS)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -68,6 +68,11 @@ def run(
         f"retrying {d.retrying}; failed {d.failed}; unknown {report.sweep.unknown + d.unknown}; "
         f"expired tasks {report.sweep.expired}"
     )
+    if report.inbox:
+        read = ", ".join(f"{n} {kind}" for kind, n in sorted(report.inbox.items()))
+        console.print(f"inbox: read {read}", markup=False)
+    for problem in report.inbox_errors:
+        errors.print(f"inbox: {problem}", markup=False)
 
 
 def _settle_edits(app: App, use: EditSource | None) -> None:

@@ -66,9 +66,9 @@ def enroll_cmd(
 def status(
     ctx: typer.Context,
     lead_id: str = typer.Argument(..., metavar="LEAD_ID"),
-    json_out: bool = typer.Option(False, "--json", help="Print {lead, enrollments, touches} as JSON"),
+    json_out: bool = typer.Option(False, "--json", help="Print {lead, enrollments, touches, inbox} as JSON"),
 ) -> None:
-    """A lead, its enrollments and every touch."""
+    """A lead, its enrollments, every touch, and the latest replies read from the inbox."""
     app = state(ctx).app()
     try:
         data = lead_status(app, lead_id)
@@ -99,6 +99,14 @@ def status(
                 t["error"] or "",
             )
         console.print(touches)
+    for m in data["inbox"]:
+        said = (m["text"] or m["subject"] or "").strip()
+        console.print(
+            f"{m['kind'].replace('_', ' ')} from {m['from'] or '?'} on {m['read_at'].isoformat(timespec='minutes')}: "
+            f"{said[:500]}",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def preview_cmd(

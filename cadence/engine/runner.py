@@ -15,6 +15,7 @@ import os
 import secrets
 import signal
 import socket
+from collections import Counter
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
@@ -22,6 +23,7 @@ from typing import Any
 
 from cadence.app import App
 from cadence.engine.dispatcher import Dispatcher, PassReport
+from cadence.engine.inbox_poll import PollReport, poll
 from cadence.engine.sweep import SweepReport, sweep
 
 SWEEP_SECONDS = 60
@@ -37,9 +39,28 @@ def worker_id() -> str:
 class RunReport:
     dispatch: PassReport = field(default_factory=PassReport)
     sweep: SweepReport = field(default_factory=SweepReport)
+    inbox: Counter[str] = field(default_factory=Counter)  # messages read, by kind
+    inbox_errors: list[str] = field(default_factory=list)
+
+    def absorb_poll(self, poll: PollReport) -> None:
+        for mailbox in poll.mailboxes:
+            self.inbox.update(p.kind for p in mailbox.messages)
+            if mailbox.error:
+                self.inbox_errors.append(mailbox.error)
 
     def as_json(self) -> dict[str, Any]:
-        return {"dispatch": self.dispatch.as_json(), "sweep": self.sweep.as_json()}
+        return {
+            "dispatch": self.dispatch.as_json(),
+            "sweep": self.sweep.as_json(),
+            "inbox": {"read": dict(self.inbox), "errors": self.inbox_errors},
+        }
+
+
+async def _read_inbox(app: App, worker: str) -> PollReport:
+    """Read the mailboxes in a thread: IMAP is blocking, and dispatch goes on meanwhile."""
+    if not app.settings.inbox.mailboxes:
+        return PollReport()
+    return await asyncio.to_thread(poll, app, worker)
 
 
 async def _with_transports(app: App) -> tuple[Dispatcher, AsyncExitStack]:
@@ -55,10 +76,11 @@ async def _with_transports(app: App) -> tuple[Dispatcher, AsyncExitStack]:
 
 
 async def run_once(app: App) -> RunReport:
-    """One full pass at the clock's now: sweep, then drain everything due."""
+    """One full pass at the clock's now: read the inbox (a reply stops what is due), sweep, then drain."""
     report = RunReport()
     dispatcher, stack = await _with_transports(app)
     async with stack:
+        report.absorb_poll(await _read_inbox(app, dispatcher.worker_id))
         report.sweep.absorb(sweep(app, app.clock.now()))
         report.dispatch = await dispatcher.drain()
     return report
@@ -98,6 +120,10 @@ async def run_forever(app: App, *, on_pass: Any = None, grace_seconds: float = G
         async with busy:
             report.sweep.absorb(sweep(app, app.clock.now()))
 
+    async def read_inbox() -> None:
+        if not stop.is_set():  # beside dispatch, not under its lock: a slow mailbox never holds up sending
+            report.absorb_poll(await _read_inbox(app, dispatcher.worker_id))
+
     scheduler = AsyncIOScheduler(timezone=UTC)
     common: dict[str, Any] = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
     async with stack:
@@ -110,6 +136,9 @@ async def run_forever(app: App, *, on_pass: Any = None, grace_seconds: float = G
         scheduler.add_job(
             drain, "interval", seconds=app.settings.engine.interval_seconds, next_run_time=now, id="drain", **common
         )
+        if app.settings.inbox.mailboxes:
+            every = app.settings.inbox.poll_interval.total_seconds()
+            scheduler.add_job(read_inbox, "interval", seconds=every, next_run_time=now, id="inbox", **common)
         scheduler.start()
         try:
             await stop.wait()

@@ -1,11 +1,11 @@
-"""A lead's current picture: the lead, its enrollments and every touch (read-only)."""
+"""A lead's current picture: its enrollments, every touch and the latest mail read from its inbox (read-only)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from cadence.names import EnrollmentState, TouchStatus
-from cadence.store import leads, views
+from cadence.store import inbound, leads, views
 
 if TYPE_CHECKING:
     from cadence.app import App
@@ -80,6 +80,18 @@ def lead_status(app: App, lead_id: str) -> dict[str, Any]:
             }
             for t in views.touches_of(conn, lead_id)
         ] + upcoming
+        mail = [
+            {
+                "read_at": m.read_at,
+                "kind": m.kind,
+                "from": m.sender,
+                "subject": m.subject,
+                "text": m.text,
+                "action": m.action,
+                "until": m.until,
+            }
+            for m in inbound.of_lead(conn, lead_id, limit=5)
+        ]
     lead_out = {k: v for k, v in lead._asdict().items() if k not in ("created_at", "updated_at")}
     lead_out["created_at"] = lead.created_at
-    return {"lead": lead_out, "enrollments": enrollment_list, "touches": touch_list}
+    return {"lead": lead_out, "enrollments": enrollment_list, "touches": touch_list, "inbox": mail}

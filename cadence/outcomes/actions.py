@@ -33,8 +33,12 @@ def apply_then(
     *,
     cause: str,
     until: datetime | None = None,
+    task: str | None = None,
 ) -> list[str]:
-    """Carry out a rule's actions for one lead and one enrollment (None: the lead has none live)."""
+    """Carry out a rule's actions for one lead and one enrollment (None: the lead has none live).
+
+    `task` titles the owner's task when the rule notifies them; by default it names the lead and the cause.
+    """
     done: list[str] = []
     live = enrollment is not None and enrollment.state in LIVE_STATES
     for channel in then.suppress:
@@ -74,7 +78,7 @@ def apply_then(
     if then.notify_owner:
         target = new_enrollment_id or (enrollment.id if enrollment is not None else None)
         if target is not None:
-            notify_owner(conn, lead, target, f"Follow up with {lead.id}: {cause}", cause, now)
+            notify_owner(conn, lead, target, task or f"Follow up with {lead.id}: {cause}", cause, now)
             done.append(f"task opened for {lead.owner}")
     return done
 

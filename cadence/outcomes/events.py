@@ -80,11 +80,13 @@ def on_event(
     until: datetime | None = None,
     channel: str | None = None,
     enrollments: Sequence[EnrollmentRow] | None = None,
+    task: str | None = None,
 ) -> list[str]:
     """Record `event` for a lead and act on it; returns what was done, in words.
 
     `enrollments` names the enrollments concerned (one that just completed, say);
-    by default they are the lead's live ones.
+    by default they are the lead's live ones. `task` is the title of the owner's task
+    when a rule notifies them ("Reply from Ann Lee (Acme): ..."), instead of the generic one.
     """
     info = {k: v for k, v in {**(detail or {}), "until": until.isoformat() if until else None}.items() if v is not None}
     history.add(conn, lead_id, now, HistoryKind.EVENT, {"event": event, **info}, cause)
@@ -99,7 +101,7 @@ def on_event(
         last = enrollment_rows.latest_of_lead(conn, lead_id)
         targets = [last] if last is not None else []
     for enrollment in targets:
-        done += _for_enrollment(conn, app, lead, enrollment, event, now, cause, until, channel)
+        done += _for_enrollment(conn, app, lead, enrollment, event, now, cause, until, channel, task)
     if done:
         history.add(conn, lead_id, now, HistoryKind.ACTION, {"event": event, "actions": done}, cause)
     return done
@@ -115,6 +117,7 @@ def _for_enrollment(
     cause: str,
     until: datetime | None,
     channel: str | None,
+    task: str | None = None,
 ) -> list[str]:
     spec, _ = app.specs.get(conn, enrollment.version_id)
     decided = decide(app.settings.rules, Situation(event=event, kind=spec.kind, sequence=spec.id, channel=channel))
@@ -127,7 +130,9 @@ def _for_enrollment(
             # enrolls elsewhere sets the stage itself.
             done += _leave(conn, lead, enrollment, event, now, f"{event} is in exit_on", stage=not then.enroll)
             enrollment = enrollment._replace(state=EnrollmentState.FINISHED)
-        done += apply_then(conn, app, lead, enrollment, then, now, cause=f"rule {index + 1}: {event}", until=until)
+        done += apply_then(
+            conn, app, lead, enrollment, then, now, cause=f"rule {index + 1}: {event}", until=until, task=task
+        )
     elif live and event in spec.exit_on:
         done += _leave(conn, lead, enrollment, event, now, cause, stage=True)
     elif live and event == Event.OUT_OF_OFFICE:

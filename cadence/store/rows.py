@@ -117,3 +117,26 @@ class VersionRow(NamedTuple):
     path: str | None
     published_at: datetime
     retired: bool
+
+
+class InboundRow(NamedTuple):
+    id: int
+    message_id: str
+    read_at: datetime
+    source: str
+    mailbox: str | None
+    folder: str | None
+    uid: int | None
+    sender: str | None
+    subject: str | None
+    kind: str
+    classified_as: str
+    reason: str
+    bounce_reason: str | None
+    address: str | None
+    lead_id: str | None
+    touch_id: int | None
+    matched_by: str | None
+    action: str | None
+    until: datetime | None
+    text: str | None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, MetaData, Table, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Column, Index, MetaData, Table, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from cadence.store.types import UTCDateTime
@@ -173,6 +173,53 @@ class SmsReceipt(SQLModel, table=True):
     received_at: datetime = _utc(nullable=False)
 
 
+class InboundMessage(SQLModel, table=True):
+    """A message read from a mailbox (or handed in as a file or over HTTP), once: the unique
+    `message_id` (the inbound Message-ID, or a hash of the raw bytes) makes a second reading of
+    the same message a duplicate that changes nothing."""
+
+    __table_args__ = (Index("ix_inboundmessage_address_read_at", "address", "read_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str = Field(max_length=400, unique=True)
+    read_at: datetime = _utc(nullable=False, index=True)
+    source: str = Field(max_length=20)  # imap, file, http
+    mailbox: str | None = Field(default=None, max_length=200)
+    folder: str | None = Field(default=None, max_length=200)
+    uid: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))  # IMAP UIDs are 32-bit unsigned
+    sender: str | None = Field(default=None, max_length=320)
+    subject: str | None = None
+    kind: str = Field(max_length=30, index=True)  # an InboundKind, or unmatched
+    classified_as: str = Field(max_length=30)  # what the classifier said, even when no lead matched
+    reason: str
+    bounce_reason: str | None = Field(default=None, max_length=30)
+    address: str | None = Field(default=None, max_length=320)  # the lead address it concerns (bounced, replying)
+    lead_id: str | None = Field(default=None, max_length=200, index=True)
+    touch_id: int | None = None
+    matched_by: str | None = Field(default=None, max_length=40)
+    action: str | None = None
+    until: datetime | None = _utc()
+    text: str | None = None
+
+
+class MailboxCursor(SQLModel, table=True):
+    """How far a mailbox folder has been read: only UIDs above `last_uid` are new while the
+    folder's UIDVALIDITY stays the same (a change means the server renumbered: read it all again)."""
+
+    mailbox: str = Field(primary_key=True, max_length=200)
+    folder: str = Field(primary_key=True, max_length=200)
+    uidvalidity: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_uid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    updated_at: datetime = _utc(nullable=False)
+
+
+class MailboxLease(SQLModel, table=True):
+    """Which worker reads a mailbox now: one reader per mailbox, taken over when its lease runs out."""
+
+    mailbox: str = Field(primary_key=True, max_length=200)
+    holder: str = Field(max_length=100)
+    expires_at: datetime = _utc(nullable=False)
+
+
 # The tables as SQLAlchemy Core sees them: every statement in store/ is written against these.
 LeadT: Table = Lead.__table__  # type: ignore[attr-defined]
 EnrollmentT: Table = Enrollment.__table__  # type: ignore[attr-defined]
@@ -182,3 +229,6 @@ RecycleT: Table = Recycle.__table__  # type: ignore[attr-defined]
 SuppressionT: Table = Suppression.__table__  # type: ignore[attr-defined]
 VersionT: Table = SequenceVersion.__table__  # type: ignore[attr-defined]
 SmsReceiptT: Table = SmsReceipt.__table__  # type: ignore[attr-defined]
+InboundMessageT: Table = InboundMessage.__table__  # type: ignore[attr-defined]
+MailboxCursorT: Table = MailboxCursor.__table__  # type: ignore[attr-defined]
+MailboxLeaseT: Table = MailboxLease.__table__  # type: ignore[attr-defined]

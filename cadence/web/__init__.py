@@ -6,6 +6,7 @@
     POST /u/{token}       unsubscribe (RFC 8058 one-click)   cadence.web.unsubscribe
     POST /events          events from other systems (bearer) cadence.web.api
     POST /leads           inbound leads (bearer)             cadence.web.api
+    POST /inbound/email   a raw inbound email (bearer)       cadence.web.inbound_mail
 
 Handlers only check the caller and translate; the work is done by domain functions
 (`cadence.outcomes.sms_replies`, `.delivery_reports`, `.unsubscribes`, `.events`, and
@@ -22,10 +23,13 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cadence.web import api, unsubscribe, webhooks
+from cadence.web import api, inbound_mail, unsubscribe, webhooks
 from cadence.web.auth import Keys
 from cadence.web.context import Context
 
@@ -42,11 +46,23 @@ async def refused(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
+class BodyLimits:
+    """MAX_BODY for every request, except the routes that take whole messages (which read only their head)."""
+
+    def __init__(self, app: ASGIApp, larger: Mapping[str, int]) -> None:
+        self.default = RequestBodyLimitMiddleware(app, MAX_BODY)
+        self.larger = {path: RequestBodyLimitMiddleware(app, size) for path, size in larger.items()}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limited = self.larger.get(scope.get("path", ""), self.default) if scope["type"] == "http" else self.default
+        await limited(scope, receive, send)
+
+
 def create_app(app: App, environ: Mapping[str, str] | None = None) -> Starlette:
     """The ASGI app for one App; secrets are read from `environ` (default: os.environ) now, once."""
     web = Starlette(
-        routes=[*webhooks.ROUTES, *unsubscribe.ROUTES, *api.ROUTES],
-        max_body_size=MAX_BODY,
+        routes=[*webhooks.ROUTES, *unsubscribe.ROUTES, *api.ROUTES, *inbound_mail.ROUTES],
+        middleware=[Middleware(BodyLimits, larger={"/inbound/email": inbound_mail.MAX_BODY})],
         exception_handlers={HTTPException: refused},
     )
     web.state.cadence = Context(app, Keys.load(app, environ))

@@ -88,6 +88,7 @@ def test_every_module_is_small_and_says_what_it_is_for(path: Path) -> None:
         (rows.HistoryRow, tables.HistoryT),
         (rows.RecycleRow, tables.RecycleT),
         (rows.VersionRow, tables.VersionT),
+        (rows.InboundRow, tables.InboundMessageT),
     ],
 )
 def test_typed_rows_match_their_tables_column_for_column(row: type, table: tables.Table) -> None:

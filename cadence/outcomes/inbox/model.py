@@ -11,16 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 
-
-class InboundKind(StrEnum):
-    """What an inbound email is, as the rules and `cadence inbox list` name it."""
-
-    BOUNCE = "bounce"  # a hard bounce: the address itself cannot receive mail
-    SOFT_BOUNCE = "soft_bounce"  # any other delivery failure: full, delayed, blocked, policy, ...
-    OUT_OF_OFFICE = "out_of_office"
-    AUTO_REPLY = "auto_reply"  # automatic, but not an absence: ticket receipts, delivery reports
-    UNSUBSCRIBE_REQUEST = "unsubscribe_request"
-    REPLY = "reply"
+from cadence.names import InboundKind
 
 
 class BounceReason(StrEnum):

@@ -1,0 +1,139 @@
+"""Inbound email read once, and the lookups that tie a message to a lead and a touch.
+
+The insert is the check: the inbound Message-ID (or a hash of the raw bytes) has a unique key,
+and `first_reading` inserts with ON CONFLICT DO NOTHING in the transaction that acts on the
+message. The same message read again (by a second worker, from a file, over HTTP) finds its row
+and is a duplicate; two readings racing each other still act once, on PostgreSQL too; and a
+message whose handling failed and rolled back leaves no row, so the next poll reads it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cadence.names import LIVE_STATES, Channel, TouchStatus
+from cadence.store.rows import InboundRow, LeadRow, TouchRow
+from cadence.store.tables import EnrollmentT, InboundMessageT, LeadT, TouchT
+
+I = InboundMessageT.c  # noqa: E741
+MAX_ID = 400  # the column's width; longer Message-IDs are stored as their hash by the reader
+
+
+def first_reading(conn: Connection, values: dict[str, Any]) -> int | None:
+    """Record that a message is being acted on; its row id, or None when it was read before."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(InboundMessageT)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["message_id"])
+        .returning(I.id)  # a row comes back only when it was inserted
+    )
+    return conn.execute(statement).scalar()
+
+
+def complete(conn: Connection, row_id: int, values: dict[str, Any]) -> None:
+    """What the message turned out to be and what was done about it (same transaction as the insert)."""
+    conn.execute(update(InboundMessageT).where(I.id == row_id).values(**values))
+
+
+def by_message_id(conn: Connection, message_id: str) -> InboundRow | None:
+    row = conn.execute(select(*InboundMessageT.c).where(I.message_id == message_id)).first()
+    return InboundRow._make(row) if row is not None else None
+
+
+def listing(
+    conn: Connection, *, kinds: Sequence[str] = (), since: datetime | None = None, limit: int = 200
+) -> list[InboundRow]:
+    """Messages read, newest first."""
+    query = select(*InboundMessageT.c).order_by(I.read_at.desc(), I.id.desc()).limit(limit)
+    if kinds:
+        query = query.where(I.kind.in_(list(kinds)))
+    if since is not None:
+        query = query.where(I.read_at >= since)
+    return [InboundRow._make(row) for row in conn.execute(query)]
+
+
+def count(conn: Connection, *, kinds: Sequence[str] = (), since: datetime | None = None) -> int:
+    query = select(func.count()).select_from(InboundMessageT)
+    if kinds:
+        query = query.where(I.kind.in_(list(kinds)))
+    if since is not None:
+        query = query.where(I.read_at >= since)
+    return int(conn.execute(query).scalar() or 0)
+
+
+def counts(conn: Connection, since: datetime | None = None) -> dict[str, int]:
+    """Messages read per kind (`unmatched` included), for `cadence report`."""
+    query = select(I.kind, func.count()).group_by(I.kind)
+    if since is not None:
+        query = query.where(I.read_at >= since)
+    return {kind: n for kind, n in conn.execute(query)}
+
+
+def of_lead(conn: Connection, lead_id: str, limit: int = 20) -> list[InboundRow]:
+    query = select(*InboundMessageT.c).where(I.lead_id == lead_id).order_by(I.read_at.desc(), I.id.desc())
+    return [InboundRow._make(row) for row in conn.execute(query.limit(limit))]
+
+
+def recent_kinds(conn: Connection, address: str, limit: int = 50) -> list[tuple[str, str | None]]:
+    """(what the classifier said, bounce reason) of the messages about an address, newest first."""
+    query = (
+        select(I.classified_as, I.bounce_reason)
+        .where(I.address == address)
+        .order_by(I.read_at.desc(), I.id.desc())
+        .limit(limit)
+    )
+    return [(kind, reason) for kind, reason in conn.execute(query)]
+
+
+def touch_answered(conn: Connection, message_ids: Sequence[str]) -> TouchRow | None:
+    """The touch whose Message-ID a message answers, trying the direct parent first."""
+    if not message_ids:
+        return None
+    rows = {
+        row.message_id: TouchRow._make(row)
+        for row in conn.execute(select(*TouchT.c).where(TouchT.c.message_id.in_(list(message_ids))))
+    }
+    return next((rows[m] for m in message_ids if m in rows), None)
+
+
+def lead_by_address(conn: Connection, address: str) -> LeadRow | None:
+    """The lead at this address (stored lower-cased by every import, so the unique index answers)."""
+    row = conn.execute(select(*LeadT.c).where(LeadT.c.email == address.lower())).first()
+    return LeadRow._make(row) if row is not None else None
+
+
+def last_email_to(conn: Connection, lead_id: str) -> TouchRow | None:
+    """The latest email sent to the lead: the touch a reply or bounce matched by address is about."""
+    query = (
+        select(*TouchT.c)
+        .where(
+            and_(TouchT.c.lead_id == lead_id, TouchT.c.channel == Channel.EMAIL, TouchT.c.sent_at.is_not(None)),
+        )
+        .order_by(TouchT.c.sent_at.desc(), TouchT.c.id.desc())
+        .limit(1)
+    )
+    row = conn.execute(query).first()
+    return TouchRow._make(row) if row is not None else None
+
+
+def live_leads_at(conn: Connection, domain: str) -> list[LeadRow]:
+    """Leads whose address is at `domain` and who are in a live sequence (same-company replies)."""
+    live = select(EnrollmentT.c.lead_id).where(EnrollmentT.c.state.in_(list(LIVE_STATES)))
+    query = select(*LeadT.c).where(LeadT.c.email.like(f"%@{domain.lower()}"), LeadT.c.id.in_(live)).order_by(LeadT.c.id)
+    return [LeadRow._make(row) for row in conn.execute(query)]
+
+
+def mark_touch(conn: Connection, touch_id: int, delivery: str, error: str) -> bool:
+    """Note on a sent email what became of it (bounced, soft_bounce) and why; a touch not sent is left alone."""
+    statement = (
+        update(TouchT)
+        .where(TouchT.c.id == touch_id, TouchT.c.status == TouchStatus.SENT)
+        .values(delivery=delivery, error=error)
+    )
+    return conn.execute(statement).rowcount > 0

@@ -26,7 +26,10 @@ from cadence.store.db import make_engine, upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("CADENCE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-TABLES = ("recycle", "history", "touch", "suppression", "enrollment", "sequenceversion", "lead", "smsreceipt")
+TABLES = (
+    "recycle", "history", "touch", "suppression", "enrollment", "sequenceversion", "lead", "smsreceipt",
+    "inboundmessage", "mailboxcursor", "mailboxlease",
+)  # fmt: skip
 
 
 def _pg_up() -> bool:

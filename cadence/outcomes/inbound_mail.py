@@ -148,6 +148,7 @@ def _row(message: Inbound, message_id: str, verdict: Verdict, source: Source, no
         "classified_as": verdict.kind,
         "reason": verdict.reason[:4000],
         "bounce_reason": verdict.bounce_reason,
+        "retrying": verdict.retrying,
         "address": (failed or message.sender or None) and (failed or message.sender)[:320],
         "text": message.text or None,
     }
@@ -297,12 +298,12 @@ def _soft_bounce(
     return done
 
 
-def _streak(kinds: list[tuple[str, str | None]]) -> int:
+def _streak(kinds: list[tuple[str, bool]]) -> int:
     """Soft bounces in a row, newest first; delay warnings neither count nor break the run."""
     streak = 0
-    for kind, reason in kinds:
+    for kind, retrying in kinds:
         if kind == K.SOFT_BOUNCE:
-            if reason != "delayed":
+            if not retrying:
                 streak += 1
         elif kind in (K.REPLY, K.OUT_OF_OFFICE, K.AUTO_REPLY, K.UNSUBSCRIBE_REQUEST):
             break  # mail got through to them since

@@ -80,15 +80,15 @@ def of_lead(conn: Connection, lead_id: str, limit: int = 20) -> list[InboundRow]
     return [InboundRow._make(row) for row in conn.execute(query.limit(limit))]
 
 
-def recent_kinds(conn: Connection, address: str, limit: int = 50) -> list[tuple[str, str | None]]:
-    """(what the classifier said, bounce reason) of the messages about an address, newest first."""
+def recent_kinds(conn: Connection, address: str, limit: int = 50) -> list[tuple[str, bool]]:
+    """(what the classifier said, whether it was a delay warning) of the messages about an address, newest first."""
     query = (
-        select(I.classified_as, I.bounce_reason)
+        select(I.classified_as, I.retrying)
         .where(I.address == address)
         .order_by(I.read_at.desc(), I.id.desc())
         .limit(limit)
     )
-    return [(kind, reason) for kind, reason in conn.execute(query)]
+    return [(kind, bool(retrying)) for kind, retrying in conn.execute(query)]
 
 
 def touch_answered(conn: Connection, message_ids: Sequence[str]) -> TouchRow | None:

@@ -133,6 +133,7 @@ class InboundRow(NamedTuple):
     classified_as: str
     reason: str
     bounce_reason: str | None
+    retrying: bool
     address: str | None
     lead_id: str | None
     touch_id: int | None

@@ -192,6 +192,7 @@ class InboundMessage(SQLModel, table=True):
     classified_as: str = Field(max_length=30)  # what the classifier said, even when no lead matched
     reason: str
     bounce_reason: str | None = Field(default=None, max_length=30)
+    retrying: bool = False  # a delay warning: the sending server still tries, so it counts towards no limit
     address: str | None = Field(default=None, max_length=320)  # the lead address it concerns (bounced, replying)
     lead_id: str | None = Field(default=None, max_length=200, index=True)
     touch_id: int | None = None

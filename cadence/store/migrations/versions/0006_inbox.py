@@ -35,6 +35,7 @@ def upgrade() -> None:
     sa.Column('classified_as', sqlmodel.sql.sqltypes.AutoString(length=30), nullable=False),
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('bounce_reason', sqlmodel.sql.sqltypes.AutoString(length=30), nullable=True),
+    sa.Column('retrying', sa.Boolean(), nullable=False),
     sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=True),
     sa.Column('lead_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('touch_id', sa.Integer(), nullable=True),

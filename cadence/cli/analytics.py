@@ -153,6 +153,15 @@ def _print_report(data: dict[str, Any]) -> None:
     unattributed = {k: n for k, n in data["unattributed"].items() if n}
     if unattributed:
         console.print("not credited to any touch: " + ", ".join(f"{k} {n}" for k, n in unattributed.items()))
+    read = {k: n for k, n in data["inbox"]["read"].items() if n}
+    if read:
+        console.print("read from the inbox: " + ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in read.items()))
+    for sender, health in data["inbox"]["senders"].items():
+        console.print(
+            f"sender {sender}: {health['hard_bounces']} hard bounces, {health['soft_bounces']} soft bounces "
+            f"({health['blocks']} blocks)",
+            markup=False,
+        )
 
 
 def forecast_cmd(

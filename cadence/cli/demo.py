@@ -4,8 +4,9 @@ It runs the commands a team would run (init, validate, import, enroll, preview),
 simulates ten weeks by moving the injected clock from one moment that matters to the
 next (a touch falling due, a cool-off ending, a pause ending, a rep's next move) and
 running one engine pass there. Along the way the reps act through the real commands:
-`cadence log TASK_ID CODE` on call tasks and `cadence event LEAD EVENT` for replies, an
-out-of-office and an SMS STOP, so every rule in config.yaml gets its turn. It ends with
+`cadence log TASK_ID CODE` on call tasks and `cadence event LEAD EVENT` for an SMS STOP and
+replies to nurture emails, while a reply, an out-of-office reply and a bounce arrive as raw
+email that `cadence inbox process` reads, so every rule in config.yaml gets its turn. It ends with
 a table per lead, the outbox counts and one lead's `cadence history`.
 
 Everything is deterministic: the same story, to the minute, on every run.
@@ -29,11 +30,12 @@ from rich.console import Console
 from rich.table import Table
 
 from cadence.app import App
+from cadence.cli import demo_mail
 from cadence.clock import FixedClock, parse_instant
 from cadence.engine.runner import RunReport, run_once
 from cadence.enrollment.status import lead_status
 from cadence.names import Channel, EnrollmentState, Event, HistoryKind, TouchStatus
-from cadence.store import listings
+from cadence.store import leads, listings, touches
 
 START = "2026-11-23T07:00:00-05:00"  # a Monday morning in New York, Thanksgiving week
 WEEKS = 10
@@ -67,7 +69,9 @@ def cadence(folder: Path, *args: str, now: datetime) -> int:
 class Beat:
     """A rep's or a prospect's move: once `lead`'s touch of `step` reaches `status`, wait `delay`, then act.
 
-    `command` may name `{task}`, the id of that touch (the call task to log).
+    `command` may name `{task}`, the id of that touch (the call task to log), and `{mail}`, the
+    .eml file the lead's mail server sends back about that touch (`mail` names which: a reply,
+    an out-of-office reply or a bounce; see `cadence.cli.demo_mail`).
     """
 
     lead: str
@@ -77,6 +81,7 @@ class Beat:
     delay: timedelta
     command: tuple[str, ...]
     story: str
+    mail: str | None = None
 
     def due(self, app: App) -> tuple[datetime, int] | None:
         """(when to act, the touch id) once the trigger happened, else None."""
@@ -114,10 +119,15 @@ BEATS = [
          "Oliver asks not to be called: rule 6 suppresses calls and SMS to his number everywhere."),
     Beat("L5", "outbound-saas", "sms-1", SENT, h(2), ("event", "L5", "sms_stop", "--note", "replied STOP"),
          "Mia texts STOP: no more SMS to her number from any sequence; emails go on."),
-    Beat("L6", "outbound-saas", "bump", SENT, h(3), ("event", "L6", "replied", "--note", "send me pricing"),
-         "Leo replies to the bump: `replied` is in exit_on, so the sequence ends."),
-    Beat("L7", "outbound-saas", "intro", SENT, h(1), ("event", "L7", "out_of_office", "--until", "2026-12-09"),
-         "Ana's auto-reply says she is back on Dec 9: her sequence pauses until then."),
+    Beat("L6", "outbound-saas", "bump", SENT, h(3), ("inbox", "process", "{mail}"),
+         "Leo replies to the bump by email: cadence reads it as a reply (`replied` is in exit_on), the sequence "
+         "ends and Bob gets a task with Leo's first line.", "reply"),
+    Beat("L7", "outbound-saas", "intro", SENT, h(1), ("inbox", "process", "{mail}"),
+         "Ana's Exchange auto-reply says she is back on Dec 9: read as out of office, her sequence pauses until "
+         "midnight that day in São Paulo.", "out_of_office"),
+    Beat("L4", "outbound-saas", "value", SENT, h(2), ("inbox", "process", "{mail}"),
+         "Oliver's mailbox is gone: the value email bounces (550 5.1.1 user unknown). The delivery report marks "
+         "his address invalid and ends the sequence.", "bounce"),
     *(
         Beat("L8", "outbound-saas", step, OPEN, h(1), ("log", "{task}", code),
              f"Nobody answers Chris's phone ({step}): rule 3 lets the sequence go on.")
@@ -191,7 +201,8 @@ def simulate(folder: Path, app: App, clock: FixedClock) -> Counter[str]:
                 continue
             pending.remove(beat)
             console.print(f"\n[bold]{local(now)}[/] {beat.story}")
-            cadence(folder, *(part.format(task=touch_id) for part in beat.command), now=now)
+            mail = _write_mail(folder, app, beat, touch_id, now) if beat.mail else ""
+            cadence(folder, *(part.format(task=touch_id, mail=mail) for part in beat.command), now=now)
         clock.set(min(next_moment(app, now, waiting), end))
     _week_summary(app, week_start, week)
     totals.update(week)
@@ -199,6 +210,14 @@ def simulate(folder: Path, app: App, clock: FixedClock) -> Counter[str]:
     if missed:
         raise SystemExit(f"the demo's story went wrong: these moments never came: {', '.join(missed)}")
     return totals
+
+
+def _write_mail(folder: Path, app: App, beat: Beat, touch_id: int, now: datetime) -> str:
+    with app.engine.connect() as conn:
+        touch, lead = touches.get(conn, touch_id), leads.get(conn, beat.lead)
+    assert touch is not None and lead is not None and beat.mail is not None
+    sender = app.settings.sender(touch.sender or lead.owner or "")
+    return demo_mail.write(folder, beat.mail, touch, lead, f"{sender.name} <{sender.email}>", now)
 
 
 def _week_summary(app: App, start: datetime, week: Counter[str]) -> None:
@@ -286,6 +305,8 @@ def main(folder: Path = Path("demo")) -> None:
         summary(folder, app, lead_ids)
     finally:
         app.close()
+    console.rule("what the inbox heard: a reply, an out-of-office reply and a bounce, read from raw email")
+    cadence(folder, "inbox", "list", now=clock.now())
     console.rule("the whole story of one lead")
     cadence(folder, "history", "L2", now=clock.now())
     console.rule("every touch of the lead who texted STOP: the SMS after it skipped, the emails went on")

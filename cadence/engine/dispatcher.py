@@ -24,6 +24,7 @@ from cadence.engine.claim import claim_batch
 from cadence.engine.compose import compose_or_fail, threads
 from cadence.engine.jobs import Job, PassReport
 from cadence.engine.record import record_batch
+from cadence.engine.sent_copies import save_sent
 
 if TYPE_CHECKING:
     from cadence.app import App
@@ -59,6 +60,7 @@ class Dispatcher:
         if jobs:
             await self.render_and_send(jobs)
             await record_batch(self.app, self.worker_id, jobs, report)
+            await save_sent(self.app, jobs)  # after the record: a copy never holds up or undoes a send
         return report
 
     def claim(self, now: datetime, report: PassReport) -> list[Job]:

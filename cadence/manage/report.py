@@ -41,6 +41,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from cadence.clock import parse_instant
+from cadence.manage.inbox_report import inbox_counts
 from cadence.names import MESSAGE_CHANNELS, TASK_CHANNELS, EnrollmentState, Event, Outcome, Stage, TouchStatus
 from cadence.plan.timing import local_to_utc, zone
 from cadence.spec.model import Sequence
@@ -168,12 +169,14 @@ class Report:
     codes: list[str]
     sequences: list[SequenceReport]
     unattributed: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    inbox: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "since": self.since.isoformat() if self.since else None,
             "sequences": [s.as_json(self.codes) for s in self.sequences],
             "unattributed": {key: len(self.unattributed[key]) for key in EVENT_KEYS},
+            "inbox": self.inbox,
         }
 
 
@@ -191,7 +194,7 @@ def build_report(app: App, *, sequence_id: str | None = None, since: datetime | 
                 known = ", ".join(sorted(specs)) or "none"
                 raise KeyError(f"no sequence {sequence_id!r} in the store or in sequences/ (known: {known})")
             specs = {sequence_id: specs[sequence_id]}
-        report = Report(since, codes, [])
+        report = Report(since, codes, [], inbox=inbox_counts(conn, since))
         by_id = {
             sid: SequenceReport(sid, spec.name if spec else None, spec.kind if spec else None, [])
             for sid, spec in specs.items()

@@ -137,3 +137,16 @@ def mark_touch(conn: Connection, touch_id: int, delivery: str, error: str) -> bo
         .values(delivery=delivery, error=error)
     )
     return conn.execute(statement).rowcount > 0
+
+
+def bounces_by_sender(conn: Connection, since: datetime | None = None) -> list[tuple[str | None, str, str | None, int]]:
+    """(sender of the touch that bounced, hard or soft, bounce reason, count): the senders' health."""
+    query = (
+        select(TouchT.c.sender, I.classified_as, I.bounce_reason, func.count())
+        .select_from(InboundMessageT.join(TouchT, TouchT.c.id == I.touch_id))
+        .where(I.classified_as.in_(["bounce", "soft_bounce"]), I.retrying.is_(False))
+        .group_by(TouchT.c.sender, I.classified_as, I.bounce_reason)
+    )
+    if since is not None:
+        query = query.where(I.read_at >= since)
+    return [(sender, kind, reason, int(n)) for sender, kind, reason, n in conn.execute(query)]

@@ -37,7 +37,7 @@ def test_demo_ends_every_lead_where_its_story_says(demo_run: tuple[Cli, str]) ->
     cli, _ = demo_run
     stages = {lead: status(cli, lead, LATER)["lead"]["stage"] for lead in [f"L{n}" for n in range(1, 9)]}
     assert stages == {
-        "L1": "qualified", "L2": "qualified", "L3": "nurture", "L4": "nurture", "L5": "nurture",
+        "L1": "qualified", "L2": "qualified", "L3": "nurture", "L4": "bounced", "L5": "nurture",
         "L6": "replied", "L7": "nurture", "L8": "nurture",
     }  # fmt: skip
     assert path(cli, "L1") == [("outbound-saas", "qualified")]
@@ -45,10 +45,11 @@ def test_demo_ends_every_lead_where_its_story_says(demo_run: tuple[Cli, str]) ->
         ("outbound-saas", "recycled"), ("nurture-quarterly", "replied"), ("outbound-hot", "qualified")
     ]  # fmt: skip
     assert path(cli, "L6") == [("outbound-saas", "replied")]
+    assert path(cli, "L4") == [("outbound-saas", "bounced")]
     assert path(cli, "L8")[:3] == [
         ("outbound-saas", "completed"), ("nurture-monthly", "replied"), ("outbound-hot", "completed")
     ]  # fmt: skip
-    for lead in ("L3", "L4", "L5", "L7"):  # completed outbound, recycled into the monthly nurture
+    for lead in ("L3", "L5", "L7"):  # completed outbound, recycled into the monthly nurture
         assert path(cli, lead) == [("outbound-saas", "completed"), ("nurture-monthly", "active")]
 
 
@@ -85,4 +86,20 @@ def test_demo_prints_the_summary_table_outbox_counts_and_a_history(demo_run: tup
     for expected in ("cadence log", "cadence event L5 sms_stop", "Every lead", "Outbox", "cadence history L2"):
         assert expected in output
     assert "outbound-saas → nurture-quarterly →" in output
-    assert output.count("$ CADENCE_NOW=") == 7 + len(demo.BEATS) + 2  # set-up, every scripted moment, the end
+    assert output.count("$ CADENCE_NOW=") == 7 + len(demo.BEATS) + 3  # set-up, every scripted moment, the end
+
+
+def test_demo_hears_the_reply_the_out_of_office_and_the_bounce_as_email(demo_run: tuple[Cli, str]) -> None:
+    cli, output = demo_run
+    read = as_json(cli("inbox", "list", "--json", now=LATER))
+    assert sorted((m["kind"], m["lead"]) for m in read) == [
+        ("bounce", "L4"), ("out_of_office", "L7"), ("reply", "L6")
+    ]  # fmt: skip
+    assert all(m["source"] == "file" for m in read)
+    assert "cadence inbox process inbox/L6-reply.eml" in output
+    report = as_json(cli("report", "--json", now=LATER))
+    assert report["inbox"]["read"]["reply"] == 1 and report["inbox"]["read"]["bounce"] == 1
+    assert report["inbox"]["senders"]["bob"]["hard_bounces"] == 1
+    story = as_json(cli("history", "L6", "--json", now=LATER))
+    titles = [h["detail"].get("title", "") for h in story if h["kind"] == "task_opened"]
+    assert any(t.startswith("Reply from Leo Garcia (Hooli): Thanks for following up") for t in titles)

@@ -63,8 +63,10 @@ def test_process_prints_one_json_object_per_message_and_reports_duplicates(sent:
     out = _lines(result.stdout)
     assert [set(o) for o in out] == [FIELDS] * 3
     assert [(o["file"], o["kind"], o["lead"]) for o in out] == [
-        ("mail/reply.eml", "reply", "L1"), ("mail/stranger.eml", "unmatched", None), ("mail/reply.eml", "duplicate", None)
-    ]  # fmt: skip
+        ("mail/reply.eml", "reply", "L1"),
+        ("mail/stranger.eml", "unmatched", None),
+        ("mail/reply.eml", "duplicate", None),
+    ]
     assert isinstance(out[0]["touch"], int) and out[0]["until"] is None and out[0]["message_id"] == "<a@nw>"
     unmatched = json.loads(sent("inbox", "unmatched", "--json", now=LATER).stdout)
     assert [m["kind"] for m in unmatched] == ["unmatched"] and unmatched[0]["reason"]

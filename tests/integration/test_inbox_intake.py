@@ -129,6 +129,12 @@ def _bounce(app: App, lead: str, corpus_file: str, original: str, recipient: str
     return b"\n".join([*lines, f"Message-ID: {mid}".encode()]) + b"\n\n" + body
 
 
+def _full(app: App, lead: str, mid: str) -> bytes:
+    """A Postfix "mailbox full" DSN about the lead's intro."""
+    original, recipient = "<20261120140735.4821.2003@acme.example>", "busy.ben@initech.example"
+    return _bounce(app, lead, "bounce-postfix-mailbox-full.eml", original, recipient, mid)
+
+
 def _take(app: App, raw: bytes, label: str = "x.eml") -> dict[str, object]:
     return take_in(app, raw, Source("file", label=label)).as_json()
 
@@ -219,8 +225,7 @@ def test_a_hard_bounce_marks_the_address_invalid_and_ends_the_sequence(app: App)
 
 def test_soft_bounces_leave_the_address_valid_until_the_limit_in_a_row(app: App) -> None:
     def soft(n: int) -> dict[str, object]:
-        return _take(app, _bounce(app, "L1", "bounce-postfix-mailbox-full.eml", "<20261120140735.4821.2003@acme.example>",
-                                  "busy.ben@initech.example", f"<dsn-soft-{n}@mx.example>"))  # fmt: skip
+        return _take(app, _full(app, "L1", f"<dsn-soft-{n}@mx.example>"))
 
     first = soft(1)
     assert first["kind"] == K.SOFT_BOUNCE and "1 of 3 in a row" in str(first["action"])
@@ -237,11 +242,9 @@ def test_soft_bounces_leave_the_address_valid_until_the_limit_in_a_row(app: App)
 
 def test_a_reply_breaks_a_run_of_soft_bounces(app: App) -> None:
     for n in (1, 2):
-        _take(app, _bounce(app, "L2", "bounce-postfix-mailbox-full.eml", "<20261120140735.4821.2003@acme.example>",
-                           "busy.ben@initech.example", f"<soft-{n}@mx.example>"))  # fmt: skip
+        _take(app, _full(app, "L2", f"<soft-{n}@mx.example>"))
     _take(app, _reply(app, "L2", "Auto-reply: got it", headers={"Auto-Submitted": "auto-replied"}, mid="<ack@x>"))
-    out = _take(app, _bounce(app, "L2", "bounce-postfix-mailbox-full.eml", "<20261120140735.4821.2003@acme.example>",
-                             "busy.ben@initech.example", "<soft-3@mx.example>"))  # fmt: skip
+    out = _take(app, _full(app, "L2", "<soft-3@mx.example>"))
     assert "1 of 3" in str(out["action"]) and _lead(app, "L2")["email_invalid"] is False
 
 
@@ -253,8 +256,9 @@ def test_an_unsubscribe_request_suppresses_the_address_everywhere(app: App) -> N
 
 
 def test_an_auto_reply_is_recorded_and_the_sequence_goes_on(app: App) -> None:
-    raw = _reply(app, "L1", "Thank you for contacting us. A ticket has been opened: #4821.",
-                 subject="[Ticket #4821] Re: Northwind + Acme", headers={"Auto-Submitted": "auto-generated"})  # fmt: skip
+    text = "Thank you for contacting us. A ticket has been opened: #4821."
+    auto = {"Auto-Submitted": "auto-generated"}
+    raw = _reply(app, "L1", text, subject="[Ticket #4821] Re: Northwind + Acme", headers=auto)
     out = _take(app, raw)
     assert out["kind"] == K.AUTO_REPLY and _enrollment(app, "L1")["state"] == EnrollmentState.ACTIVE
     with app.engine.connect() as conn:
@@ -293,8 +297,8 @@ def test_malformed_messages_are_recorded_with_the_reason_and_never_raise(app: Ap
 def test_same_company_reply_ends_the_colleagues_sequences_but_never_by_free_mail(project: Path, db_url: str) -> None:
     app = _open(project, db_url, same_company=True)
     try:
-        raw = _reply(app, "L1", "Forwarding to my colleague. We are interested.", sender="Jo Park <jo.park@northwind.example>",
-                     thread=False, mid="<jo@northwind.example>")  # fmt: skip
+        text, jo = "Forwarding to my colleague. We are interested.", "Jo Park <jo.park@northwind.example>"
+        raw = _reply(app, "L1", text, sender=jo, thread=False, mid="<jo@northwind.example>")
         out = _take(app, raw)
         assert out["kind"] == K.REPLY and out["lead"] == "L1"
         assert "jo.park@northwind.example" in str(out["reason"])

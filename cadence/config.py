@@ -345,7 +345,7 @@ def _duplicate_senders(doc: Located) -> list[Diagnostic]:
 
 
 def check_references(path: Path, settings: Settings, sequence_ids: set[str]) -> list[Diagnostic]:
-    """Rules must name configured disposition codes and existing sequences (needs the catalog)."""
+    """Rules must name configured disposition codes and existing sequences (needs the catalog); mailboxes, senders."""
     doc, _ = read_yaml(path)
     if doc is None:
         return []
@@ -362,6 +362,10 @@ def check_references(path: Path, settings: Settings, sequence_ids: set[str]) -> 
         for part, key, sequence_id in named:
             if sequence_id not in sequence_ids:
                 out.append(doc.diag(("rules", i, part, key), f"unknown sequence {sequence_id!r}"))
+    senders = {s.id for s in settings.senders}
+    for i, mailbox in enumerate(settings.inbox.mailboxes):
+        if mailbox.sender is not None and mailbox.sender not in senders:
+            out.append(doc.diag(("inbox", "mailboxes", i, "sender"), f"unknown sender {mailbox.sender!r}"))
     if settings.inbound_sequence and settings.inbound_sequence not in sequence_ids:
         out.append(doc.diag(("inbound_sequence",), f"unknown sequence {settings.inbound_sequence!r}"))
     return out

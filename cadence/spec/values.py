@@ -71,7 +71,7 @@ def parse_duration(text: str | int) -> timedelta:
     """`30d`, `12h`, `45m`, `2w`; a bare number means days (how managers talk about cool-offs)."""
     m = _DURATION.match(f"{text}d" if isinstance(text, int) else text)
     if not m:
-        raise ValueError(f"duration must look like 30d, 12h, 45m or 2w, not {shown(text)}")
+        raise ValueError(f"duration must look like 30d, 12h, 45m, 2w or 60s, not {shown(text)}")
     seconds = int(m.group(1)) * _DURATION_UNITS[m.group(2)]
     if seconds > _LONGEST.total_seconds():  # `now + 99999999w` is past any date Python can hold
         raise ValueError(f"duration {shown(text)} is longer than ten years")

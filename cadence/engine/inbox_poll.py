@@ -141,7 +141,8 @@ def _read(app: App, mailbox: Mailbox, worker: str, reader: ReaderFactory, report
             state = imap.open_folder(folder)
             with app.engine.connect() as conn:
                 cursor = mailboxes.cursor(conn, mailbox.key, folder)
-            last = cursor[1] if cursor is not None and cursor[0] == state.uidvalidity else 0
+            renumbered = cursor is not None and cursor[0] != state.uidvalidity
+            last = 0 if cursor is None or renumbered else cursor[1]
             to_move: list[int] = []
             for count, fetched in enumerate(imap.fetch(imap.new_uids(last)), start=1):
                 source = Source(
@@ -150,6 +151,10 @@ def _read(app: App, mailbox: Mailbox, worker: str, reader: ReaderFactory, report
                 )  # fmt: skip
                 processed = take_in(app, fetched.raw, source)
                 report.messages.append(processed)
+                if processed.kind == InboundKind.DUPLICATE and not renumbered:
+                    # Past the cursor yet read before: another door took it (a file, HTTP), or two
+                    # readers shared the mailbox, which the lease exists to prevent.
+                    log.warning("%s/%s UID %s was read before: %s", mailbox.key, folder, fetched.uid, processed.reason)
                 if settings.move_processed and processed.classified_as in MOVABLE:
                     to_move.append(fetched.uid)
                 if count % 200 == 0 and not _take(app, mailbox.key, worker):

@@ -20,6 +20,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy cadence
+	@command -v dovecot >/dev/null || test -x /usr/sbin/dovecot || { echo "make test needs Dovecot: apt-get install -y dovecot-imapd" >&2; exit 1; }
 	$(BIN)/pytest -q
 
 lint: $(STAMP)

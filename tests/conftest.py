@@ -165,7 +165,7 @@ def engine_for(url: str) -> Engine:
 
 # -- IMAP: a private Dovecot per test (tests/dovecot.py); never skipped, like PostgreSQL --------------
 
-from tests.dovecot import NOT_INSTALLED, Dovecot  # noqa: E402 - kept with the fixture it serves
+from tests.dovecot import NOT_INSTALLED, Dovecot, dovecot_binary  # noqa: E402 - kept with the fixture it serves
 
 IMAP_USERS = {"alice@acme.example": "secret", "bob@acme.example": "secret"}
 
@@ -173,7 +173,7 @@ IMAP_USERS = {"alice@acme.example": "secret", "bob@acme.example": "secret"}
 @pytest.fixture
 def dovecot() -> Iterator[Dovecot]:
     """A started Dovecot on 127.0.0.1 with alice@ and bob@acme.example (password "secret"); fails without Dovecot."""
-    if shutil.which("dovecot") is None:
+    if dovecot_binary() is None:
         pytest.fail(NOT_INSTALLED, pytrace=False)
     server = Dovecot.start(IMAP_USERS)
     try:

@@ -46,7 +46,7 @@ from imap_tools.utils import clean_flags, encode_folder
 from cadence.inbox_settings import Mailbox
 
 # Response codes (RFC 5530) that mean "not now" rather than "never".
-TRANSIENT_CODES = frozenset({"UNAVAILABLE", "INUSE", "SERVERBUG", "EXPUNGEISSUED", "LIMIT"})
+TRANSIENT_CODES = frozenset({"UNAVAILABLE", "INUSE", "SERVERBUG", "EXPUNGEISSUED"})
 _MAX_UID = 2**32 - 1
 _CODE = re.compile(r"\[([A-Z-]+)")
 _LITERAL = re.compile(rb"\{(\d+)\+?\}$")
@@ -153,10 +153,12 @@ class MailboxReader:
 
     def _connect(self) -> BaseMailBox:
         m, timeout = self.mailbox, self.mailbox.timeout_seconds
+        # imaplib's own default context verifies nothing (ssl._create_stdlib_context): never use it.
+        context = self._ssl_context or ssl.create_default_context()
         if m.security == "tls":
-            return MailBox(m.host, m.imap_port, timeout=timeout, ssl_context=self._ssl_context)
+            return MailBox(m.host, m.imap_port, timeout=timeout, ssl_context=context)
         if m.security == "starttls":
-            return MailBoxStartTls(m.host, m.imap_port, timeout=timeout, ssl_context=self._ssl_context)
+            return MailBoxStartTls(m.host, m.imap_port, timeout=timeout, ssl_context=context)
         return MailBoxUnencrypted(m.host, m.imap_port, timeout=timeout)
 
     def _login(self, box: BaseMailBox, user: str, password: str) -> None:
@@ -322,15 +324,13 @@ class MailboxReader:
                     typ, data = self._client.uid("EXPUNGE", uid_set)
                     self._check(typ, data, doing)
 
-    def append(
-        self, folder: str, raw: bytes, *, flags: Sequence[str] = ("\\Seen",), when: datetime | None = None
-    ) -> None:
+    def append(self, folder: str, raw: bytes, *, when: datetime, flags: Sequence[str] = ("\\Seen",)) -> None:
         """APPEND one message to `folder` (created if missing), e.g. a sent email into the Sent folder."""
         doing = f"saving a message to {folder}"
+        cleaned = clean_flags(list(flags))  # a ValueError here is the caller's bug, not the mailbox's
+        flag_list = f"({' '.join(cleaned)})" if cleaned else None
+        stamp = when  # the injected clock's now: cadence never reads the wall clock
         with self._guard(doing):
-            cleaned = clean_flags(list(flags))
-            flag_list = f"({' '.join(cleaned)})" if cleaned else None
-            stamp = when or datetime.now().astimezone()
             self._with_folder(folder, doing, lambda: self._client.append(_quoted(folder), flag_list, stamp, raw))
 
     def _with_folder(self, folder: str, doing: str, command: _Command) -> None:

@@ -71,15 +71,24 @@ def get(conn: Connection, enrollment_id: int) -> EnrollmentRow | None:
     return EnrollmentRow._make(row) if row is not None else None
 
 
+_LIVE_OF_LEAD = (
+    select(*EnrollmentT.c).where(E.lead_id == bindparam("lead_id"), E.state.in_(list(LIVE_STATES))).order_by(E.id)
+)
+_LATEST_OF_LEAD = (
+    select(*EnrollmentT.c)
+    .where(E.lead_id == bindparam("lead_id"))
+    .order_by(E.enrolled_at.desc(), E.id.desc())
+    .limit(1)
+)  # both run for every event and every inbound message: built once
+
+
 def live_of_lead(conn: Connection, lead_id: str) -> list[EnrollmentRow]:
-    query = select(*EnrollmentT.c).where(E.lead_id == lead_id, E.state.in_(LIVE_STATES)).order_by(E.id)
-    return [EnrollmentRow._make(row) for row in conn.execute(query)]
+    return [EnrollmentRow._make(row) for row in conn.execute(_LIVE_OF_LEAD, {"lead_id": lead_id})]
 
 
 def latest_of_lead(conn: Connection, lead_id: str) -> EnrollmentRow | None:
     """The lead's most recent enrollment, live or finished."""
-    query = select(*EnrollmentT.c).where(E.lead_id == lead_id).order_by(E.enrolled_at.desc(), E.id.desc()).limit(1)
-    row = conn.execute(query).first()
+    row = conn.execute(_LATEST_OF_LEAD, {"lead_id": lead_id}).first()
     return EnrollmentRow._make(row) if row is not None else None
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cadence.names import LIVE_STATES, Channel, TouchStatus
@@ -24,21 +24,38 @@ I = InboundMessageT.c  # noqa: E741
 MAX_ID = 400  # the column's width; longer Message-IDs are stored as their hash by the reader
 
 
+# Statements built once: a poll runs them for every message, and building one cost more than running it.
+_FIRST = {
+    name: dialect.insert(InboundMessageT).on_conflict_do_nothing(index_elements=["message_id"]).returning(I.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}  # a row comes back only when it was inserted
+OUTCOME = ("kind", "reason", "lead_id", "touch_id", "action", "until")
+_COMPLETE = (
+    update(InboundMessageT)
+    .where(I.id == bindparam("row_id"))
+    .values({name: bindparam(f"new_{name}") for name in OUTCOME})
+)
+_LEAD_BY_ADDRESS = select(*LeadT.c).where(LeadT.c.email == bindparam("address"))
+_TOUCHES_BY_MESSAGE_ID = select(*TouchT.c).where(TouchT.c.message_id.in_(bindparam("ids", expanding=True)))
+_LAST_EMAIL_TO = (
+    select(*TouchT.c)
+    .where(TouchT.c.lead_id == bindparam("lead_id"), TouchT.c.channel == Channel.EMAIL, TouchT.c.sent_at.is_not(None))
+    .order_by(TouchT.c.sent_at.desc(), TouchT.c.id.desc())
+    .limit(1)
+)
+
+
 def first_reading(conn: Connection, values: dict[str, Any]) -> int | None:
     """Record that a message is being acted on; its row id, or None when it was read before."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(InboundMessageT)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["message_id"])
-        .returning(I.id)  # a row comes back only when it was inserted
-    )
-    return conn.execute(statement).scalar()
+    return conn.execute(_FIRST[conn.dialect.name], values).scalar()
 
 
 def complete(conn: Connection, row_id: int, values: dict[str, Any]) -> None:
-    """What the message turned out to be and what was done about it (same transaction as the insert)."""
-    conn.execute(update(InboundMessageT).where(I.id == row_id).values(**values))
+    """What the message turned out to be and what was done about it (same transaction as the insert).
+
+    `values` holds every name of OUTCOME.
+    """
+    conn.execute(_COMPLETE, {"row_id": row_id, **{f"new_{name}": values[name] for name in OUTCOME}})
 
 
 def by_message_id(conn: Connection, message_id: str) -> InboundRow | None:
@@ -96,29 +113,20 @@ def touch_answered(conn: Connection, message_ids: Sequence[str]) -> TouchRow | N
     if not message_ids:
         return None
     rows = {
-        row.message_id: TouchRow._make(row)
-        for row in conn.execute(select(*TouchT.c).where(TouchT.c.message_id.in_(list(message_ids))))
+        row.message_id: TouchRow._make(row) for row in conn.execute(_TOUCHES_BY_MESSAGE_ID, {"ids": list(message_ids)})
     }
     return next((rows[m] for m in message_ids if m in rows), None)
 
 
 def lead_by_address(conn: Connection, address: str) -> LeadRow | None:
     """The lead at this address (stored lower-cased by every import, so the unique index answers)."""
-    row = conn.execute(select(*LeadT.c).where(LeadT.c.email == address.lower())).first()
+    row = conn.execute(_LEAD_BY_ADDRESS, {"address": address.lower()}).first()
     return LeadRow._make(row) if row is not None else None
 
 
 def last_email_to(conn: Connection, lead_id: str) -> TouchRow | None:
     """The latest email sent to the lead: the touch a reply or bounce matched by address is about."""
-    query = (
-        select(*TouchT.c)
-        .where(
-            and_(TouchT.c.lead_id == lead_id, TouchT.c.channel == Channel.EMAIL, TouchT.c.sent_at.is_not(None)),
-        )
-        .order_by(TouchT.c.sent_at.desc(), TouchT.c.id.desc())
-        .limit(1)
-    )
-    row = conn.execute(query).first()
+    row = conn.execute(_LAST_EMAIL_TO, {"lead_id": lead_id}).first()
     return TouchRow._make(row) if row is not None else None
 
 

@@ -10,6 +10,7 @@ nobody holds it, when it holds it already, or when the holder's lease has run ou
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,18 +31,23 @@ def cursor(conn: Connection, mailbox: str, folder: str) -> tuple[int, int] | Non
     return (int(row[0]), int(row[1])) if row is not None else None
 
 
-def advance(conn: Connection, mailbox: str, folder: str, uidvalidity: int, last_uid: int, now: datetime) -> None:
-    """Record that a folder was read up to `last_uid`; never moves back within one UIDVALIDITY."""
-    insert = _dialect(conn).insert(MailboxCursorT).values(
-        mailbox=mailbox, folder=folder, uidvalidity=uidvalidity, last_uid=last_uid, updated_at=now
-    )
+def _advance(dialect: Any) -> Any:
+    insert = dialect.insert(MailboxCursorT)
     excluded = insert.excluded
-    statement = insert.on_conflict_do_update(
+    return insert.on_conflict_do_update(
         index_elements=["mailbox", "folder"],
         set_={"uidvalidity": excluded.uidvalidity, "last_uid": excluded.last_uid, "updated_at": excluded.updated_at},
         where=or_(C.uidvalidity != excluded.uidvalidity, C.last_uid < excluded.last_uid),
     )
-    conn.execute(statement)
+
+
+_ADVANCE = {"postgresql": _advance(postgresql), "sqlite": _advance(sqlite)}  # built once: it runs per message
+
+
+def advance(conn: Connection, mailbox: str, folder: str, uidvalidity: int, last_uid: int, now: datetime) -> None:
+    """Record that a folder was read up to `last_uid`; never moves back within one UIDVALIDITY."""
+    params = {"mailbox": mailbox, "folder": folder, "uidvalidity": uidvalidity, "last_uid": last_uid, "updated_at": now}
+    conn.execute(_ADVANCE[conn.dialect.name], params)
 
 
 def take_lease(conn: Connection, mailbox: str, holder: str, now: datetime, until: datetime) -> bool:

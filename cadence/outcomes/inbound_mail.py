@@ -121,7 +121,7 @@ def take_in(app: App, raw: bytes, source: Source) -> Processed:
             conn,
             row_id,
             {
-                "kind": processed.kind,
+                "kind": str(processed.kind),
                 "reason": processed.reason[:4000],
                 "lead_id": processed.lead,
                 "touch_id": processed.touch,

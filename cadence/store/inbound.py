@@ -9,6 +9,7 @@ message whose handling failed and rolled back leaves no row, so the next poll re
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -45,9 +46,17 @@ _LAST_EMAIL_TO = (
 )
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(values: dict[str, Any]) -> dict[str, Any]:
+    """Mail is written by strangers: NUL (which PostgreSQL refuses) and lone surrogates never reach a column."""
+    return {k: _UNSTORABLE.sub("\ufffd", v) if isinstance(v, str) else v for k, v in values.items()}
+
+
 def first_reading(conn: Connection, values: dict[str, Any]) -> int | None:
     """Record that a message is being acted on; its row id, or None when it was read before."""
-    return conn.execute(_FIRST[conn.dialect.name], values).scalar()
+    return conn.execute(_FIRST[conn.dialect.name], _storable(values)).scalar()
 
 
 def complete(conn: Connection, row_id: int, values: dict[str, Any]) -> None:
@@ -55,7 +64,7 @@ def complete(conn: Connection, row_id: int, values: dict[str, Any]) -> None:
 
     `values` holds every name of OUTCOME.
     """
-    conn.execute(_COMPLETE, {"row_id": row_id, **{f"new_{name}": values[name] for name in OUTCOME}})
+    conn.execute(_COMPLETE, _storable({"row_id": row_id, **{f"new_{name}": values[name] for name in OUTCOME}}))
 
 
 def by_message_id(conn: Connection, message_id: str) -> InboundRow | None:

@@ -311,3 +311,14 @@ def test_same_company_reply_ends_the_colleagues_sequences_but_never_by_free_mail
         assert _enrollment(app, "L4")["state"] == EnrollmentState.ACTIVE
     finally:
         app.close()
+
+
+def test_nul_bytes_and_lone_surrogates_anywhere_are_stored_safely(app: App) -> None:
+    raw = (
+        b"From: Dana \x00Wu <dana.wu@northwind.example>\r\nSubject: Re: \x00hello \xed\xa0\x80\r\n"
+        b"Message-ID: <nul\x00id@northwind.example>\r\n\r\nYes\x00, call me. \xed\xa0\x80\xff\r\n"
+    )
+    out = _take(app, raw)
+    assert out["kind"] == K.REPLY and out["lead"] == "L1"
+    assert "\x00" not in str(out["message_id"]) and "\x00" not in str(out["reason"])
+    assert _take(app, raw)["kind"] == K.DUPLICATE

@@ -46,7 +46,8 @@ def test_the_corpus_holds_sixty_messages_of_which_thirty_are_bounces_of_both_kin
     assert len(kinds) >= 60
     assert kinds.count("bounce") + kinds.count("soft_bounce") >= 30
     assert kinds.count("bounce") >= 12 and kinds.count("soft_bounce") >= 12
-    assert {k.value for k in InboundKind} <= set(kinds)
+    outcomes = {InboundKind.UNMATCHED, InboundKind.DUPLICATE}  # what processing comes to, never a verdict
+    assert {k.value for k in InboundKind if k not in outcomes} <= set(kinds)
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e["file"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import email
 import hashlib
 import re
+from dataclasses import replace
 from datetime import datetime
 from email.message import Message
 from email.utils import getaddresses, parseaddr
@@ -56,9 +57,32 @@ def read_message(raw: bytes, received_at: datetime) -> Inbound:
     """Read one raw message; never raises (a message that cannot be read says why in `problem`)."""
     digest = "sha256:" + hashlib.sha256(raw if isinstance(raw, bytes | bytearray) else b"").hexdigest()
     try:
-        return _read(raw, received_at, digest)
+        return _storable(_read(raw, received_at, digest))
     except Exception as exc:  # the promise: one message never stops a poll
         return _unreadable(raw, received_at, digest, f"could not be read ({type(exc).__name__}: {exc})")
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and lone surrogates: no database column takes them
+
+
+def _clean(text: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", text) if _UNSTORABLE.search(text) else text
+
+
+def _storable(m: Inbound) -> Inbound:
+    """The message with every text field storable as is (PostgreSQL refuses NUL; UTF-8 refuses surrogates)."""
+    return replace(
+        m,
+        message_id=_clean(m.message_id),
+        sender=_clean(m.sender),
+        sender_domain=_clean(m.sender_domain),
+        sender_name=_clean(m.sender_name),
+        subject=_clean(m.subject),
+        in_reply_to=tuple(_clean(x) for x in m.in_reply_to),
+        references=tuple(_clean(x) for x in m.references),
+        text=_clean(m.text),
+        problem=_clean(m.problem) if m.problem else m.problem,
+    )
 
 
 def _unreadable(raw: bytes, received_at: datetime, digest: str, problem: str) -> Inbound:

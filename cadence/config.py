@@ -24,6 +24,7 @@ from cadence.spec import values
 from cadence.spec.rules import Rule, as_set
 from cadence.spec.sandbox import RenderLimits
 from cadence.spec.source import Diagnostic, Located, SpecError, read_yaml, validate_model
+from cadence.user_settings import User, check_proxies, user_problems
 
 
 class Strict(BaseModel):
@@ -228,8 +229,20 @@ class Settings(Strict):
     rules: list[Rule] = Field(default_factory=list, description="First match wins, top to bottom")
     inbound_sequence: str | None = Field(None, description="Where POST /leads enrolls when the request names none")
     auto_apply: bool = Field(False, description="`cadence run` applies edited sequence files itself (one-user setups)")
+    users: list[User] = Field(default_factory=list, description="Who may sign in to the web workspace")
+    auth: Literal["password", "proxy"] = Field("password", description="How the web workspace knows who is signed in")
+    auth_header: str = Field("X-Forwarded-User", description="With auth: proxy, the header naming the user")
+    trusted_proxies: list[str] = Field(default_factory=list, description="Addresses or networks of the proxy")
     # Where the file lives; not a key users write.
     root: Path = Field(Path("."), exclude=True)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        return check_proxies(v)
+
+    def user(self, user_id: str) -> User | None:
+        return next((u for u in self.users if u.id == user_id), None)
 
     @field_validator("timezone")
     @classmethod
@@ -363,9 +376,8 @@ def check_references(path: Path, settings: Settings, sequence_ids: set[str]) -> 
             if sequence_id not in sequence_ids:
                 out.append(doc.diag(("rules", i, part, key), f"unknown sequence {sequence_id!r}"))
     senders = {s.id for s in settings.senders}
-    for i, mailbox in enumerate(settings.inbox.mailboxes):
-        if mailbox.sender is not None and mailbox.sender not in senders:
-            out.append(doc.diag(("inbox", "mailboxes", i, "sender"), f"unknown sender {mailbox.sender!r}"))
+    for where, problem in [*user_problems(settings.users, senders, settings.auth), *settings.inbox.problems(senders)]:
+        out.append(doc.diag(where, problem))
     if settings.inbound_sequence and settings.inbound_sequence not in sequence_ids:
         out.append(doc.diag(("inbound_sequence",), f"unknown sequence {settings.inbound_sequence!r}"))
     return out

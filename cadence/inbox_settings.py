@@ -101,6 +101,14 @@ class InboxSettings(_Strict):
     def poll_interval(self) -> timedelta:
         return values.parse_duration(self.poll)
 
+    def problems(self, senders: set[str]) -> list[tuple[tuple[str | int, ...], str]]:
+        """(where in config.yaml, what is wrong): a mailbox's sender must be a configured sender."""
+        return [
+            (("inbox", "mailboxes", i, "sender"), f"unknown sender {m.sender!r}")
+            for i, m in enumerate(self.mailboxes)
+            if m.sender is not None and m.sender not in senders
+        ]
+
     def mailbox(self, key: str) -> Mailbox:
         for m in self.mailboxes:
             if m.key == key:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 import cadence
-from cadence.cli import analytics, edits, engine, enrollments, inbox, leads, outcomes, project, serve
+from cadence.cli import analytics, edits, engine, enrollments, inbox, leads, outcomes, project, serve, users
 from cadence.cli.context import State
 
 HELP = (
@@ -60,6 +60,7 @@ enrollments.register(app)
 engine.register(app)
 outcomes.register(app)
 inbox.register(app)
+users.register(app)
 serve.register(app)
 edits.register(app)
 analytics.register(app)

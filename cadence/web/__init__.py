@@ -7,6 +7,7 @@
     POST /events          events from other systems (bearer) cadence.web.api
     POST /leads           inbound leads (bearer)             cadence.web.api
     POST /inbound/email   a raw inbound email (bearer)       cadence.web.inbound_mail
+    GET  /, /login, ...   the web workspace (signed in)       cadence.web.workspace
 
 Handlers only check the caller and translate; the work is done by domain functions
 (`cadence.outcomes.sms_replies`, `.delivery_reports`, `.unsubscribes`, `.events`, and
@@ -18,6 +19,7 @@ wrong method, a body over MAX_BODY) answer JSON {"error": ...} like ours.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -25,18 +27,24 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cadence.web import api, inbound_mail, unsubscribe, webhooks
 from cadence.web.auth import Keys
 from cadence.web.context import Context
+from cadence.web.workspace.routes import workspace_routes
+from cadence.web.workspace.security import SecurityHeaders
 
 if TYPE_CHECKING:
     from cadence.app import App
 
 MAX_BODY = 1024 * 1024
+SESSION_SECONDS = 12 * 3600  # a working day and then some: sign in again each morning
 
 
 async def refused(request: Request, exc: Exception) -> Response:
@@ -60,11 +68,22 @@ class BodyLimits:
 
 def create_app(app: App, environ: Mapping[str, str] | None = None) -> Starlette:
     """The ASGI app for one App; secrets are read from `environ` (default: os.environ) now, once."""
+    secure = bool(app.settings.public_url and app.settings.public_url.lower().startswith("https://"))
     web = Starlette(
-        routes=[*webhooks.ROUTES, *unsubscribe.ROUTES, *api.ROUTES, *inbound_mail.ROUTES],
-        middleware=[Middleware(BodyLimits, larger={"/inbound/email": inbound_mail.MAX_BODY})],
+        routes=[
+            *webhooks.ROUTES, *unsubscribe.ROUTES, *api.ROUTES, *inbound_mail.ROUTES, *workspace_routes(),
+            Mount("/static", StaticFiles(packages=[("cadence.web", "static")]), name="static"),
+        ],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(BodyLimits, larger={"/inbound/email": inbound_mail.MAX_BODY}),
+            Middleware(
+                SessionMiddleware, secret_key=app.secret or secrets.token_hex(32), session_cookie="cadence_session",
+                max_age=SESSION_SECONDS, same_site="lax", https_only=secure,
+            ),
+        ],
         exception_handlers={HTTPException: refused},
-    )
+    )  # fmt: skip
     web.state.cadence = Context(app, Keys.load(app, environ))
     return web
 

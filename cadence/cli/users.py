@@ -10,18 +10,15 @@ manager resets one.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Any
 
 import typer
 
 from cadence.cli.context import state
 from cadence.cli.output import console, fail
 from cadence.config import check_settings
-from cadence.web.workspace.identity import hash_password
+from cadence.manage.users import add_user
 
 users_app = typer.Typer(help="Who may sign in to the web workspace (cadence serve)", no_args_is_help=True)
-MIN_LENGTH = 10
 
 
 def _password(from_stdin: bool) -> str:
@@ -29,36 +26,7 @@ def _password(from_stdin: bool) -> str:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if len(password) < MIN_LENGTH:
-        fail(f"the password must be at least {MIN_LENGTH} characters")
     return password
-
-
-def _write(path: Path, user_id: str, role: str | None, name: str | None, hashed: str) -> bool:
-    """Add or update the user in config.yaml; True when the user was new."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 4096  # a hash on one line
-    yaml.indent(mapping=2, sequence=4, offset=2)  # the starter's layout: list items indented under their key
-    doc: Any = yaml.load(path.read_text(encoding="utf-8")) or CommentedMap()
-    users = doc.get("users")
-    if users is None:
-        users = doc["users"] = CommentedSeq()
-    entry = next((u for u in users if isinstance(u, dict) and u.get("id") == user_id), None)
-    new = entry is None
-    if entry is None:
-        entry = CommentedMap(id=user_id)
-        users.append(entry)
-    if name:
-        entry["name"] = name
-    entry["role"] = role or entry.get("role") or "sdr"
-    entry["password_hash"] = hashed
-    with path.open("w", encoding="utf-8") as f:
-        yaml.dump(doc, f)
-    return new
 
 
 @users_app.command("add")
@@ -81,8 +49,10 @@ def add(
     if effective == "sdr" and user_id not in {s.id for s in settings.senders}:
         known = ", ".join(s.id for s in settings.senders) or "none"
         fail(f"an SDR's id is their sender id, and {user_id!r} is not a sender (senders: {known}); or --role manager")
-    hashed = hash_password(_password(password_stdin))
-    new = _write(path, user_id, role, name, hashed)
+    try:
+        new = add_user(path, user_id, _password(password_stdin), role=role, name=name)
+    except ValueError as exc:
+        fail(str(exc))
     console.print(f"{'added' if new else 'updated'} {effective} {user_id} in {path}", markup=False)
 
 

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo serve-demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,12 +15,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m cadence.cli.demo demo
 
+serve-demo: $(STAMP)
+	$(BIN)/python -m cadence.cli.demo serve
+
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy cadence
 	@command -v dovecot >/dev/null || test -x /usr/sbin/dovecot || { echo "make test needs Dovecot: apt-get install -y dovecot-imapd" >&2; exit 1; }
+	@command -v chromium >/dev/null || { echo "make test needs Chromium for the browser tests: apt-get install -y --no-install-recommends chromium" >&2; exit 1; }
 	$(BIN)/pytest -q
 
 lint: $(STAMP)

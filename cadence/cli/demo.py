@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import sys
 from collections import Counter
@@ -34,6 +35,7 @@ from cadence.cli import demo_mail
 from cadence.clock import FixedClock, parse_instant
 from cadence.engine.runner import RunReport, run_once
 from cadence.enrollment.status import lead_status
+from cadence.manage.users import add_user
 from cadence.names import Channel, EnrollmentState, Event, HistoryKind, TouchStatus
 from cadence.store import leads, listings, touches
 
@@ -311,10 +313,53 @@ def main(folder: Path = Path("demo")) -> None:
     cadence(folder, "history", "L2", now=clock.now())
     console.rule("every touch of the lead who texted STOP: the SMS after it skipped, the emails went on")
     cadence(folder, "touches", "--lead", "L5", now=clock.now())
+    open_workspace(folder, clock.now())
+
+
+DEMO_USERS = (  # (id, role, name, password): printed at the end, for clicking through the workspace
+    ("alice", "sdr", "Alice Moreno", "alice-demo-password"),
+    ("bob", "sdr", "Bob Okafor", "bob-demo-password"),
+    ("maria", "manager", "Maria Manager", "maria-demo-password"),
+)
+SERVE_URL = "http://127.0.0.1:8080"
+
+
+def open_workspace(folder: Path, end: datetime) -> None:
+    """Make the demo folder ready for `make serve-demo`: users, a local public_url, the moment the story ended.
+
+    The emails went out with the starter's https links; the folder is served afterwards on
+    loopback over http, where a Secure session cookie would never come back, hence the local URL.
+    """
+    config = folder / "config.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(re.sub(r"(?m)^public_url:.*$", f"public_url: {SERVE_URL}", text), encoding="utf-8")
+    for user_id, role, name, password in DEMO_USERS:
+        add_user(config, user_id, password, role=role, name=name)
+    (folder / ".demo-now").write_text(end.isoformat(), encoding="utf-8")
+    console.rule("click through what the demo built")
+    console.print(f"make serve-demo, then open {SERVE_URL} and sign in as:", markup=False)
+    for user_id, role, _, password in DEMO_USERS:
+        console.print(f"  {user_id:<6} {password:<22} ({role})", markup=False)
+
+
+def serve(folder: Path = Path("demo")) -> None:
+    """`make serve-demo`: the demo folder's workspace at the moment the demo's story ended."""
+    from cadence.cli.app import app
+
+    moment = folder / ".demo-now"
+    if not moment.exists():
+        raise SystemExit("no demo here yet: run `make demo` first")
+    os.environ.pop("CADENCE_DATABASE_URL", None)
+    os.environ["CADENCE_NOW"] = moment.read_text(encoding="utf-8").strip()
+    os.environ.setdefault("CADENCE_SECRET", "demo-secret")
+    print(f"serving {folder}/ at {SERVE_URL} (CADENCE_NOW={os.environ['CADENCE_NOW']}); Ctrl-C to stop")
+    app(["--config", str(folder / "config.yaml"), "serve", "--port", "8080"], prog_name="cadence")
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["demo"]:
         main()
+    elif sys.argv[1:] == ["serve"]:
+        serve()
     else:
-        raise SystemExit("usage: python -m cadence.cli.demo demo")
+        raise SystemExit("usage: python -m cadence.cli.demo demo|serve")

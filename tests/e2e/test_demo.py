@@ -103,3 +103,17 @@ def test_demo_hears_the_reply_the_out_of_office_and_the_bounce_as_email(demo_run
     story = as_json(cli("history", "L6", "--json", now=LATER))
     titles = [h["detail"].get("title", "") for h in story if h["kind"] == "task_opened"]
     assert any(t.startswith("Reply from Leo Garcia (Hooli): Thanks for following up") for t in titles)
+
+
+def test_demo_ends_with_the_workspace_ready_to_click_through(demo_run: tuple[Cli, str]) -> None:
+    import yaml
+
+    cli, output = demo_run
+    config = yaml.safe_load((cli.project / "config.yaml").read_text())
+    assert [(u["id"], u["role"]) for u in config["users"]] == [("alice", "sdr"), ("bob", "sdr"), ("maria", "manager")]
+    assert all(u["password_hash"].startswith("$argon2id$") for u in config["users"])
+    assert config["public_url"] == demo.SERVE_URL
+    assert (cli.project / ".demo-now").read_text().startswith("2027-")
+    assert "make serve-demo, then open http://127.0.0.1:8080" in output
+    assert all(password in output for _, _, _, password in demo.DEMO_USERS)
+    assert cli("validate").exit_code == 0

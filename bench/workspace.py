@@ -90,8 +90,10 @@ def prepare(folder: Path, tasks: int, history_rows: int) -> None:
         with app.engine.begin() as conn:
             for n in range(history_rows):
                 kind = kinds[n % len(kinds)]
-                detail: dict[str, Any] = {"n": n, "step": f"step-{n % 14}", "event": "out_of_office",
-                                          "code": "no_answer", "actions": [f"action {n}"], "status": "sent"}  # fmt: skip
+                detail: dict[str, Any] = {
+                    "n": n, "step": f"step-{n % 14}", "event": "out_of_office", "code": "no_answer",
+                    "actions": [f"action {n}"], "status": "sent",
+                }  # fmt: skip
                 history.add(conn, "L-HIST", start + timedelta(hours=n * 5), kind, detail, f"bench row {n}")
     finally:
         app.close()
@@ -101,7 +103,7 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
 
     def at(p: float) -> float:
-        return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))]
+        return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
 
     return {"p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "max": ordered[-1], "mean": statistics.fmean(ordered)}
 

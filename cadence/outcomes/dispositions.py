@@ -19,12 +19,13 @@ class DispositionError(ValueError):
 
 
 def log_disposition(app: App, task_id: int, code: str, note: str | None = None, *, by: str | None = None) -> list[str]:
-    """Close a task with `code`; `by` is the SDR who actually made the call (default: the task's owner)."""
+    """Close a task with `code`; `by` is who actually made the call: a sender, or a workspace user such as
+    a manager working the task for its owner (default: the task's owner)."""
     settings = app.settings
     if code not in settings.dispositions:
         valid = ", ".join(f"{c} ({label})" for c, label in settings.dispositions.items())
         raise DispositionError(f"unknown disposition {code!r}; valid codes: {valid}")
-    if by is not None:
+    if by is not None and settings.user(by) is None:  # a workspace user (a manager) may log for the owner
         try:
             settings.sender(by)
         except KeyError:

@@ -58,3 +58,16 @@ def expire(conn: Connection, task_id: int, now: datetime, reason: str) -> bool:
         .values(status=TouchStatus.EXPIRED, done_at=now, error=reason)
     )
     return conn.execute(query).rowcount == 1
+
+
+def snooze(conn: Connection, task_id: int, owner: str | None, until: datetime) -> bool:
+    """Move an open task to `until`; False, and nothing changed, if it was logged, expired or reassigned meanwhile.
+
+    The sweep dates a task's expiry from `due_at`, so a snoozed task gets its allowed days again from `until`.
+    """
+    query = (
+        update(TouchT)
+        .where(T.id == task_id, T.status == TouchStatus.TASK_OPEN, T.owner.is_not_distinct_from(owner))
+        .values(due_at=until)
+    )
+    return conn.execute(query).rowcount == 1

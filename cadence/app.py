@@ -72,6 +72,15 @@ class App:
             renderers[version_id] = Renderer(self.settings.templates_dir, sources, limits) if sources else self.renderer
         return renderers[version_id]
 
+    def reread_files(self) -> None:
+        """Forget the sequence and template files read so far; the next use reads them as they are now.
+
+        A long-running `cadence serve` would otherwise compare the store with the files as they were
+        when it started, and Apply could publish an older file than the diff it showed.
+        """
+        for cached in ("templates", "catalog"):
+            self.__dict__.pop(cached, None)
+
     @cached_property
     def templates(self) -> TemplateFolder:
         return TemplateFolder(self.settings.templates_dir, self.settings.render.limits)

@@ -13,7 +13,6 @@ showed. Reading them is a few milliseconds for a few dozen files.
 
 from __future__ import annotations
 
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -113,9 +112,7 @@ def _rate(part: int, whole: int) -> float | None:
 
 def reread_files(app: App) -> None:
     """Forget the `sequences/` and `templates/` files read so far: the next use reads them as they are now."""
-    for cached in ("templates", "catalog"):
-        with suppress(KeyError):
-            del app.__dict__[cached]
+    app.reread_files()
 
 
 def edit_states(app: App) -> dict[str, str]:

@@ -184,7 +184,8 @@ def _moment(row: HistoryRow, touch: TouchRow | None, mail: InboundRow | None) ->
     if touch is not None and "channel" not in detail:
         detail = {**detail, "channel": touch.channel}
     title, said = _title(row.kind, detail)
-    facts = tuple(_fact(k, v) for k, v in detail.items() if v is not None and k not in said and k not in WORDS)
+    shown = {k: v for k, v in detail.items() if v not in (None, "", [], {}) and k not in said and k not in WORDS}
+    facts = tuple(_fact(k, v) for k, v in shown.items())  # a `continue` rule's empty action list says nothing
     sender = (mail.sender if mail else None) or detail.get("from") or detail.get("replied_by")
     subject = (mail.subject if mail else None) or detail.get("subject")
     text = (mail.text if mail else None) or detail.get("text") or detail.get("note")

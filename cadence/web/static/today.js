@@ -18,7 +18,9 @@
 
   function open(row) {
     const link = row && row.querySelector("a[data-open]");
-    if (link) link.click();
+    if (!link) return;
+    if (window.htmx) window.htmx.process(link);  // a freshly swapped list may not be wired yet (see log)
+    link.click();
   }
 
   function move(step) {
@@ -36,8 +38,12 @@
   function log(n) {
     const task = pane();
     const button = task && task.querySelector('form.log button[data-key="' + n + '"]');
-    if (button) button.click();
-    return Boolean(button);
+    if (!button) return false;
+    // A key pressed the instant a new task lands in the pane may come before htmx has wired its form
+    // (that happens when the swap settles): wire it now, so the log never falls back to a page load.
+    if (window.htmx) window.htmx.process(button.closest("form"));
+    button.click();
+    return true;
   }
 
   function snooze() {

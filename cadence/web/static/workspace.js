@@ -11,7 +11,7 @@
     const handler = document.querySelector("[data-keys]");
     if (!handler) return;
     const detail = { key: event.key };
-    const custom = new CustomEvent("cadence:key", { detail: detail, cancelable: true });
+    const custom = new CustomEvent("cadence:key", { detail: detail, cancelable: true, bubbles: true });
     if (!handler.dispatchEvent(custom)) event.preventDefault();
   });
   // Confirmation for buttons that ask for it (data-confirm), without inline handlers.

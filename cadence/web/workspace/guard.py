@@ -26,7 +26,10 @@ ActionHandler = Callable[[Request, Viewer, dict[str, str]], Awaitable[Response]]
 
 
 def refuse(request: Request, who: Viewer | None, status: int, message: str) -> Response:
-    return page(request, "error.html", who, status=status, message=message)
+    """The refusal as a page, or as a fragment when htmx asked (it lands inside a pane, not a page in a page)."""
+    headers = request.headers
+    partial = headers.get("HX-Request") == "true" and headers.get("HX-History-Restore-Request") != "true"
+    return page(request, "_error.html" if partial else "error.html", who, status=status, message=message)
 
 
 def _not_ready(request: Request) -> Response | None:

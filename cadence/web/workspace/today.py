@@ -139,7 +139,10 @@ async def _moved_on(request: Request, who: Viewer, view: str, before: MyDay, tas
         return RedirectResponse("/today" + _query(view, nxt.id if nxt else None), status_code=303)
     detail = await _detail(request, who, nxt.id) if nxt else None
     values = _values(request, view, detail=detail, refresh=after, flash=flash, selected=nxt.id if nxt else None)
-    return page(request, "_task_pane.html", who, **values)
+    answer = page(request, "_task_pane.html", who, **values)
+    # The address bar follows the pane: a reload opens the task now shown, not the one just logged.
+    answer.headers["HX-Push-Url"] = f"/tasks/{nxt.id}" + _query(view, None) if nxt else "/today" + _query(view, None)
+    return answer
 
 
 async def _log(request: Request, who: Viewer, form: dict[str, str]) -> Response:

@@ -125,19 +125,20 @@ def _follow_up(
     With `moves`, a sent touch whose history row is already written is moved with the others in one batch.
     """
     step, lead_id = job.step, job.enrollment.lead_id
-    detail = {"sequence": job.spec.id, "step": step.id, "channel": step.channel, "touch": job.touch_id}
-    if step.channel in TASK_CHANNELS and job.error is None:
-        history.add(conn, lead_id, now, HistoryKind.TASK_OPENED, {**detail, "owner": job.lead.owner})
-        report.tasks_opened += 1
-        return  # the sequence waits for the task: logged, or expired by the sweep
-    if job.error is None:
+    if job.error is None and step.channel not in TASK_CHANNELS:
         if moves is not None:  # the lead's only touch in the batch
             moves.append((job.claimed, job.planner, job.index))
         else:
+            detail = {"sequence": job.spec.id, "step": step.id, "channel": step.channel, "touch": job.touch_id}
             history.add(conn, lead_id, now, HistoryKind.TOUCH, {**detail, "status": TouchStatus.SENT})
             move_on(conn, app, job.claimed, job.planner, job.index, now, now)
         report.sent[step.channel] += 1
         return
+    detail = {"sequence": job.spec.id, "step": step.id, "channel": step.channel, "touch": job.touch_id}
+    if job.error is None:
+        history.add(conn, lead_id, now, HistoryKind.TASK_OPENED, {**detail, "owner": job.lead.owner})
+        report.tasks_opened += 1
+        return  # the sequence waits for the task: logged, or expired by the sweep
     error = job.error
     result = results[job.touch_id]
     if result.status == TouchStatus.UNKNOWN:

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from cadence.enrollment.readiness import Readiness
 from cadence.names import CLOSED_STAGES, HistoryKind, SequenceKind, Stage
 from cadence.store import enrolling, history, recycles
-from cadence.store import leads as lead_rows
 from cadence.store.enrolling import Batch, Candidate
 from cadence.store.errors import Conflict
 from cadence.store.versions import for_enrollment, publish
@@ -86,16 +85,22 @@ def _leads_and_refusals(
             reasons.setdefault(lid, f"lead {lid} is marked do-not-contact")
         elif lead.stage in CLOSED_STAGES:
             reasons.setdefault(lid, f"lead {lid} is in stage {lead.stage}")
-    if not force:
-        open_ids = [lid for lid in leads if lid not in reasons]
-        for lid, recycle in recycles.pending_of(conn, open_ids).items():
+    if not force:  # the candidates say who has a pending recycle or a finished enrollment: only those are read
+        recycling = [lid for lid, lead in leads.items() if lead.recycling and lid not in reasons]
+        for lid, recycle in recycles.pending_of(conn, recycling).items():
             on = recycle.due_at.date().isoformat()
             reasons[lid] = (
                 f"lead {lid} has a pending recycle into {recycle.sequence_id} on {on}; "
                 "use --force to enroll it now (that cancels the recycle)"
             )
         if cooloff > timedelta(0):
-            recent = enrolling.finished_since(conn, [lid for lid in open_ids if lid not in reasons], now - cooloff)
+            since = now - cooloff
+            maybe = [
+                lid
+                for lid, lead in leads.items()
+                if lead.last_finished is not None and lead.last_finished >= since and lid not in reasons
+            ]
+            recent = enrolling.finished_since(conn, maybe, since)
             for lid, done in recent.items():
                 reasons[lid] = (
                     f"lead {lid} finished {done.sequence_id} on {done.finished_at.date().isoformat()} "
@@ -215,16 +220,18 @@ def _enroll_chunk(
         planners = {}
     spec = target.spec
     leads, refused = _leads_and_refusals(conn, chunk, spec, now, app.settings.enroll.cooloff_period, force)
-    if target.readiness is not None:
-        rows = lead_rows.by_ids(conn, [lead_id for lead_id in leads if lead_id not in refused])
-        for lead_id, row in rows.items():
-            problem = target.readiness.problem(row)
+    if target.readiness is not None:  # the candidates carry what the templates see: no second read
+        for lead_id, candidate in leads.items():
+            if lead_id in refused:
+                continue
+            problem = target.readiness.problem(candidate)
             if problem:
                 hint = (
                     "" if problem.endswith("(fix the template)") else " (fix the lead, or enroll with --allow-missing)"
                 )
                 refused[lead_id] = problem + hint
     due: list[tuple[str, datetime]] = []
+    due_iso: list[str] = []
     enrolled: list[dict[str, Any]] = []
     refusals: list[dict[str, str]] = []
     first = spec.steps[0]
@@ -245,15 +252,17 @@ def _enroll_chunk(
         except ValueError as exc:  # e.g. an `at` time outside this lead's window: nothing can be planned
             refusals.append({"lead": lead_id, "reason": f"cannot plan {spec.id} for lead {lead_id}: {exc}"})
             continue
+        iso = first_due.isoformat()
         due.append((lead_id, first_due))
-        enrolled.append({"lead": lead_id, "next_step": first.id, "next_due_at": first_due.isoformat()})
+        due_iso.append(iso)
+        enrolled.append({"lead": lead_id, "next_step": first.id, "next_due_at": iso})
     if not due:
         return enrolled, refusals
     if target.id == 0:  # the first enrollment into a never-published file publishes it
         target.id, target.version = publish(conn, app.catalog.get(target.sequence_id), now)
     details = [
-        (lead_id, {"sequence": spec.id, "version": target.version, "first_step": first.id, "due_at": at.isoformat()})
-        for lead_id, at in due
+        (lead_id, {"sequence": spec.id, "version": target.version, "first_step": first.id, "due_at": iso})
+        for (lead_id, _), iso in zip(due, due_iso, strict=True)
     ]
     enrolling.add(conn, Batch(spec.id, target.id, spec.kind, first.id, now, cause), due, details)
     stage = Stage.WORKING if spec.kind == SequenceKind.OUTBOUND else Stage.NURTURE

@@ -18,9 +18,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, text, update
 
 from cadence.names import COUNTED_STATUSES, Channel, EnrollmentState, TouchStatus
+from cadence.store.bulk import insert_many
 from cadence.store.rows import EnrollmentRow
 from cadence.store.tables import EnrollmentT, TouchT
 
@@ -43,7 +44,7 @@ def lock_due(conn: Connection, now: datetime, limit: int) -> list[EnrollmentRow]
     )
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return [EnrollmentRow._make(row) for row in conn.execute(query)]
+    return [EnrollmentRow._make(row) for row in conn.execute(query).all()]
 
 
 def recent_touches(conn: Connection, lead_ids: Iterable[str], since: datetime) -> list[tuple[str, datetime]]:
@@ -54,27 +55,23 @@ def recent_touches(conn: Connection, lead_ids: Iterable[str], since: datetime) -
     ids = list(set(lead_ids))
     if not ids:
         return []
-    rows = conn.execute(
-        select(TouchT.c.lead_id, TouchT.c.sent_at, TouchT.c.lease_until, TouchT.c.due_at).where(
-            TouchT.c.lead_id.in_(ids),
-            TouchT.c.status.in_(COUNTED_STATUSES),
-            TouchT.c.step_index >= 0,
-            _recent(since),
-        )
-    )
+    rows = conn.execute(_RECENT, {"lead_ids": ids, "since": since}).all()
     return [(lead, sent_at or lease or due) for lead, sent_at, lease, due in rows]
 
 
-def _recent(since: datetime) -> Any:
-    """Sent since `since`, in flight now, or possibly sent (`unknown`, dated by when it was due).
-
-    An `unknown` touch may have reached the lead, so it counts towards every cap as if it had.
-    """
-    return or_(
-        TouchT.c.sent_at >= since,
+# Sent since `since`, in flight now, or possibly sent (`unknown`, dated by when it was due): an
+# `unknown` touch may have reached the lead, so it counts towards every cap as if it had. Built once.
+_SINCE = bindparam("since", type_=TouchT.c.sent_at.type)
+_RECENT = select(TouchT.c.lead_id, TouchT.c.sent_at, TouchT.c.lease_until, TouchT.c.due_at).where(
+    TouchT.c.lead_id.in_(bindparam("lead_ids", expanding=True)),
+    TouchT.c.status.in_(COUNTED_STATUSES),
+    TouchT.c.step_index >= 0,
+    or_(
+        TouchT.c.sent_at >= _SINCE,
         TouchT.c.status == TouchStatus.SENDING,
-        and_(TouchT.c.status == TouchStatus.UNKNOWN, TouchT.c.due_at >= since),
-    )
+        and_(TouchT.c.status == TouchStatus.UNKNOWN, TouchT.c.due_at >= _SINCE),
+    ),
+)
 
 
 def sender_counts(
@@ -119,11 +116,47 @@ def touch_attempts(conn: Connection, touch_ids: Iterable[int]) -> dict[int, tupl
 
 
 def claim_new(conn: Connection, touches: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert the claimed (`sending`) touches of a batch in one statement; their ids, in order."""
+    """Insert the claimed (`sending`) touches of a batch in one statement; their ids, in order.
+
+    The touches of one claim share its worker and lease, and each is its enrollment's only
+    touch in the batch: one executemany at the driver's speed (`bulk.insert_many`), then one
+    indexed read finds each new touch by its enrollment and that claim. (INSERT ... RETURNING
+    in parameter order is a statement a row on SQLite, and that was most of the claim's cost.)
+    """
     if not touches:
         return []
-    query = insert(TouchT).returning(TouchT.c.id, sort_by_parameter_order=True)
-    return list(conn.execute(query, list(touches)).scalars())
+    first = touches[0]
+    columns = tuple(first)
+    shared = {c for c in columns if c != "enrollment_id" and all(t[c] == first[c] for t in touches)}
+    if not {"claimed_by", "lease_until"} <= shared:
+        raise ValueError("the touches of one claim share its worker and its lease")
+    varying = tuple(c for c in columns if c not in shared)
+    # A StrEnum (status, channel) goes to the driver as a str: sqlite3 binds a subclass through an adapter lookup.
+    constant = {c: _text(first[c]) for c in shared}
+    enums = {c for c in varying if isinstance(first[c], str) and type(first[c]) is not str}
+    rows = [tuple(_text(t[c]) if c in enums else t[c] for c in varying) for t in touches]
+    insert_many(conn, TouchT, varying, rows, constant)
+    enrollment_ids = [t["enrollment_id"] for t in touches]
+    found_rows = conn.execute(
+        _CLAIMED, {"c_worker": first["claimed_by"], "c_lease": first["lease_until"], "c_enrollments": enrollment_ids}
+    ).all()
+    found: dict[int, int] = dict(found_rows)
+    if len(found_rows) != len(touches) or len(found) != len(touches):  # one touch an enrollment, or not this claim
+        raise RuntimeError(f"inserted {len(touches)} claimed touches but found {len(found_rows)} rows of this claim")
+    return [found[e] for e in enrollment_ids]
+
+
+def _text(value: Any) -> Any:
+    """A `StrEnum` as its plain `str` (anything else as it is)."""
+    return str(value) if isinstance(value, str) else value
+
+
+_CLAIMED = select(TouchT.c.enrollment_id, TouchT.c.id).where(
+    TouchT.c.enrollment_id.in_(bindparam("c_enrollments", expanding=True)),
+    TouchT.c.claimed_by == bindparam("c_worker"),
+    TouchT.c.lease_until == bindparam("c_lease", type_=TouchT.c.lease_until.type),
+    TouchT.c.status == TouchStatus.SENDING,
+)
 
 
 def reclaim(conn: Connection, touch_id: int, values: dict[str, Any]) -> bool:

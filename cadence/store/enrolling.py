@@ -2,10 +2,12 @@
 
 A chunk of thousands of leads costs one read and three writes whatever its size, which is
 what keeps enrolling 100,000 leads a matter of seconds: the refusal check joins each lead to
-its live enrollments and to an email suppression of its address in one index-driven query;
+its live enrollments and to an email suppression of its address in one index-driven query,
+which also brings the fields its templates see (the strict render check needs nothing else);
 the enrollments and their `enrolled` history rows go in through `bulk.insert_many`; the
 stage move is one UPDATE. The partial unique index on live outbound enrollments backs the
 refusal rule against races, and a lost race surfaces as `Conflict`, never as a driver error.
+The statements are built once, with the chunk's ids as an expanding parameter.
 """
 
 from __future__ import annotations
@@ -16,40 +18,63 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, bindparam, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cadence.names import LIVE_STATES, MOVABLE_STAGES, Channel, EnrollmentState, HistoryKind, Stage
-from cadence.store.bulk import insert_many
+from cadence.store.bulk import insert_many, raw, reader
 from cadence.store.db import isolated
 from cadence.store.errors import Conflict
-from cadence.store.tables import EnrollmentT, HistoryT, LeadT, SuppressionT
+from cadence.store.tables import EnrollmentT, HistoryT, LeadT, RecycleT, SuppressionT
 
-E, L, S = EnrollmentT.c, LeadT.c, SuppressionT.c
+E, L, S, R = EnrollmentT.c, LeadT.c, SuppressionT.c, RecycleT.c
+F = EnrollmentT.alias("finished").c
 
 
 class Candidate(NamedTuple):
-    """A lead about to be enrolled: one row per live enrollment it has (the `live_` fields are None without one)."""
+    """A lead about to be enrolled: one row per live enrollment it has (the `live_` fields are None without one).
+
+    It carries every field a template may read of a lead (it is a `plan.template_context.LeadFields`),
+    so the strict render check needs no second read of the leads.
+    """
 
     id: str
     email: str | None
+    phone: str | None
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    title: str | None
+    owner: str | None
     timezone: str | None
     country: str | None
     region: str | None
+    score: float | None
     do_not_contact: bool
     stage: str
     live_sequence: str | None
     live_kind: str | None
     live_since: datetime | None
     opted_out: str | None  # why its address is on the email suppression list
+    recycling: bool  # a recycle is pending (`store.recycles.pending_of` says which)
+    last_finished: datetime | None  # when its latest finished enrollment finished (`finished_since` says which)
+    fields: dict[str, Any]  # its custom fields
 
 
-# Built once; the chunk's ids are an expanding parameter.
+# Built once; the chunk's ids are an expanding parameter. The custom fields come as the driver
+# returns them, so the "{}" of the many leads that have none is not decoded lead by lead.
+# Two index lookups a lead say whether the rarer refusals (a pending recycle, the cool-off) need a
+# look at all, which spares a query over the whole chunk for each.
 _CANDIDATES = (
     select(
-        L.id, L.email, L.timezone, L.country, L.region, L.do_not_contact, L.stage,
+        L.id, L.email, L.phone, L.first_name, L.last_name, L.company, L.title, L.owner, L.timezone, L.country,
+        L.region, L.score, L.do_not_contact, L.stage,
         E.sequence_id.label("live_sequence"), E.kind.label("live_kind"), E.enrolled_at.label("live_since"),
         S.reason.label("opted_out"),
+        exists().where(R.lead_id == L.id).label("recycling"),
+        select(func.max(F.finished_at)).where(F.lead_id == L.id, F.state == EnrollmentState.FINISHED)
+        .scalar_subquery().label("last_finished"),
+        raw(L.fields),  # last: the row is the candidate once it is decoded
     )
     .select_from(
         LeadT.outerjoin(EnrollmentT, and_(E.lead_id == L.id, E.state.in_(LIVE_STATES))).outerjoin(
@@ -58,6 +83,20 @@ _CANDIDATES = (
     )
     .where(L.id.in_(bindparam("lead_ids", expanding=True)))
 )  # fmt: skip
+_MOVE_STAGE = (
+    update(LeadT)
+    .where(L.id.in_(bindparam("lead_ids", expanding=True)), L.stage.in_(MOVABLE_STAGES))
+    .values(stage=bindparam("to_stage"))
+)
+_FINISHED_SINCE = (
+    select(E.lead_id, E.sequence_id, E.finished_at, E.outcome)
+    .where(
+        E.lead_id.in_(bindparam("lead_ids", expanding=True)),
+        E.state == EnrollmentState.FINISHED,
+        E.finished_at >= bindparam("since", type_=E.finished_at.type),
+    )
+    .order_by(E.finished_at, E.id)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +112,15 @@ class Batch:
 
 
 def candidates(conn: Connection, lead_ids: Sequence[str]) -> list[Candidate]:
-    """The leads of `lead_ids` that exist, with what might refuse them, in one query."""
+    """The leads of `lead_ids` that exist, with what might refuse them and what their templates see, in one query."""
     if not lead_ids:
         return []
-    return [Candidate._make(row) for row in conn.execute(_CANDIDATES, {"lead_ids": list(lead_ids)})]
+    rows = conn.execute(_CANDIDATES, {"lead_ids": list(lead_ids)}).all()
+    decode = reader(conn, L.fields)
+    return [
+        Candidate._make((*row[:-1], {} if (custom := row[-1]) is None or custom == "{}" else decode(custom)))
+        for row in rows
+    ]
 
 
 def add(
@@ -95,11 +139,21 @@ def add(
         "dropped_channels": [],
     }  # fmt: skip
     try:
-        insert_many(conn, EnrollmentT, ("lead_id", "next_due_at"), due, constant)
+        insert_many(conn, EnrollmentT, ("lead_id", "next_due_at"), due, _plain(constant))
     except IntegrityError as exc:
         raise Conflict("a lead was enrolled elsewhere meanwhile") from exc
     history = {"at": batch.at, "kind": HistoryKind.ENROLLED, "cause": batch.cause}
-    insert_many(conn, HistoryT, ("lead_id", "detail"), list(details), history)
+    insert_many(conn, HistoryT, ("lead_id", "detail"), list(details), _plain(history))
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with each `StrEnum` as the plain string it stands for.
+
+    sqlite3 binds a `str` subclass through its adapter lookup, which costs more than the
+    rest of the value's trip (about 3,500 instructions a value, each row of an executemany
+    paying again): a constant repeated on thousands of rows goes to the driver as a `str`.
+    """
+    return {k: str(v) if isinstance(v, str) and type(v) is not str else v for k, v in values.items()}
 
 
 def move_stage(conn: Connection, lead_ids: Sequence[str], stage: Stage) -> int:
@@ -109,8 +163,7 @@ def move_stage(conn: Connection, lead_ids: Sequence[str], stage: Stage) -> int:
     """
     if not lead_ids:
         return 0
-    query = update(LeadT).where(L.id.in_(list(lead_ids)), L.stage.in_(MOVABLE_STAGES)).values(stage=stage)
-    return int(conn.execute(query).rowcount)
+    return int(conn.execute(_MOVE_STAGE, {"lead_ids": list(lead_ids), "to_stage": stage}).rowcount)
 
 
 @contextmanager
@@ -140,9 +193,5 @@ def finished_since(conn: Connection, lead_ids: Sequence[str], since: datetime) -
     """Each lead's latest enrollment that finished at or after `since` (the cool-off window)."""
     if not lead_ids:
         return {}
-    query = (
-        select(E.lead_id, E.sequence_id, E.finished_at, E.outcome)
-        .where(E.lead_id.in_(list(lead_ids)), E.state == EnrollmentState.FINISHED, E.finished_at >= since)
-        .order_by(E.finished_at, E.id)
-    )
-    return {row.lead_id: Finished._make(row) for row in conn.execute(query)}
+    rows = conn.execute(_FINISHED_SINCE, {"lead_ids": list(lead_ids), "since": since}).all()
+    return {row.lead_id: Finished._make(row) for row in rows}

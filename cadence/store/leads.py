@@ -15,6 +15,7 @@ from cadence.store.rows import LeadRow
 from cadence.store.tables import LeadT, TouchT
 
 _GET = select(*LeadT.c).where(LeadT.c.id == bindparam("lead_id"))
+_BY_IDS = select(*LeadT.c).where(LeadT.c.id.in_(bindparam("lead_ids", expanding=True)))
 _SET_STAGE = (
     update(LeadT)
     .where(LeadT.c.id == bindparam("staged_lead"))
@@ -35,7 +36,7 @@ def by_ids(conn: Connection, lead_ids: Iterable[str]) -> dict[str, LeadRow]:
     ids = list(set(lead_ids))
     if not ids:
         return {}
-    return {row.id: LeadRow._make(row) for row in conn.execute(select(*LeadT.c).where(LeadT.c.id.in_(ids)))}
+    return {row.id: LeadRow._make(row) for row in conn.execute(_BY_IDS, {"lead_ids": ids}).all()}
 
 
 def timezone_of(conn: Connection, lead_id: str) -> str | None:

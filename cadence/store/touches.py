@@ -4,6 +4,10 @@ Each change says whose claim it expects. A worker records only touches it still 
 (`claimed_by` is its id and the touch is `sending`, or `unknown` because its lease ran
 out while nobody claimed the touch since); a result for anything else is dropped, so a
 late worker never writes over a newer claim. `settle` returns the touches it won.
+
+A batch's results are written by one executemany per status, sent to the driver the way
+`bulk.insert_many` sends inserts (compiled once, each value converted once): SQLAlchemy's
+per-row parameter handling was most of what recording a batch cost.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, or_, select, update
+from sqlalchemy import Connection, Update, bindparam, or_, select, update
 
 from cadence.names import Channel, TouchStatus
 from cadence.store.rows import TouchRow
@@ -51,7 +56,7 @@ def settle(conn: Connection, worker: str, now: datetime, results: Sequence[Resul
     The first statement is the guard: it releases this worker's claims in one UPDATE and
     returns the ids it matched, so the rows are locked (PostgreSQL) or the writer is
     alone (SQLite) before any result is written. The results are then written per
-    status, one executemany each.
+    status, one executemany each, at the driver's speed (`_execute_many`).
     """
     if not results:
         return set()
@@ -69,32 +74,74 @@ def settle(conn: Connection, worker: str, now: datetime, results: Sequence[Resul
         if result.touch_id in won:
             by_status[result.status].append(result)
     for status, group in by_status.items():
-        values: dict[str, Any] = {"status": status, "subject": bindparam("r_subject"), "body": bindparam("r_body")}
-        if status == TouchStatus.SENT:
-            values |= {"sent_at": now, "error": None, "attempts": bindparam("r_attempts")}
-        elif status == TouchStatus.TASK_OPEN:
-            values |= {"sent_at": now, "due_at": now}
-        elif status == TouchStatus.SCHEDULED:
-            values |= {"attempts": bindparam("r_attempts"), "error": bindparam("r_error"), "due_at": bindparam("r_due")}
-        elif status == TouchStatus.FAILED:
-            values |= {"attempts": bindparam("r_attempts"), "error": bindparam("r_error"), "done_at": now}
-        elif status == TouchStatus.UNKNOWN:
-            values |= {"attempts": bindparam("r_attempts"), "error": bindparam("r_error")}
-        else:
-            raise ValueError(f"a claim cannot end as {status}")
-        if any(r.provider_id is not None for r in group):
-            values["provider_id"] = bindparam("r_provider")
-        conn.execute(
-            update(TouchT).where(T.id == bindparam("r_touch")).values(**values),
-            [
-                {
-                    "r_touch": r.touch_id, "r_subject": r.subject, "r_body": r.body, "r_attempts": r.attempts,
-                    "r_error": r.error, "r_due": r.retry_at, "r_provider": r.provider_id,
-                }
-                for r in group
-            ],
-        )  # fmt: skip
+        _write(conn, status, group, now)
     return won
+
+
+def _write(conn: Connection, status: TouchStatus, group: Sequence[Result], now: datetime) -> None:
+    """Write the results of one status, on touches the guard has just released for this worker."""
+    values: dict[str, Any] = {"status": status, "subject": bindparam("r_subject"), "body": bindparam("r_body")}
+    if status == TouchStatus.SENT:
+        values |= {"sent_at": now, "error": None, "attempts": bindparam("r_attempts")}
+    elif status == TouchStatus.TASK_OPEN:
+        values |= {"sent_at": now, "due_at": now}
+    elif status == TouchStatus.SCHEDULED:
+        values |= {"attempts": bindparam("r_attempts"), "error": bindparam("r_error"), "due_at": bindparam("r_due")}
+    elif status == TouchStatus.FAILED:
+        values |= {"attempts": bindparam("r_attempts"), "error": bindparam("r_error"), "done_at": now}
+    elif status == TouchStatus.UNKNOWN:
+        values |= {"attempts": bindparam("r_attempts"), "error": bindparam("r_error")}
+    else:
+        raise ValueError(f"a claim cannot end as {status}")
+    if any(r.provider_id is not None for r in group):
+        values["provider_id"] = bindparam("r_provider")
+    rows = [
+        {
+            "r_touch": r.touch_id, "r_subject": r.subject, "r_body": r.body, "r_attempts": r.attempts,
+            "r_error": r.error, "r_due": r.retry_at, "r_provider": r.provider_id,
+        }
+        for r in group
+    ]  # fmt: skip
+    _execute_many(conn, update(TouchT).where(T.id == bindparam("r_touch")).values(**values), rows)
+
+
+def _execute_many(conn: Connection, statement: Update, rows: list[dict[str, Any]]) -> int:
+    """`conn.execute(statement, rows).rowcount` at the driver's speed: how many rows the executemany changed.
+
+    The statement is compiled once for the connection's dialect; a value it holds itself
+    (a status, `now`) goes through its type's bind processor once, and each row's values
+    (the keys of `rows` that the statement names) once each, as SQLAlchemy would convert them.
+    """
+    dialect = conn.dialect
+    compiled = statement.compile(dialect=dialect)
+    if compiled.post_compile_params or compiled.literal_execute_params:
+        raise ValueError("an executemany statement cannot hold an IN list: spell it with OR")
+    given = rows[0].keys()
+    fixed: dict[str, Any] = {}
+    varying: list[tuple[str, Any]] = []  # (name, its bind processor or None)
+    for bind, name in compiled.bind_names.items():
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if name in given:
+            varying.append((name, process))
+        elif bind.required:
+            raise KeyError(f"no value for {name!r}")
+        else:
+            value = process(bind.effective_value) if process else bind.effective_value
+            fixed[name] = str(value) if isinstance(value, str) else value  # a StrEnum costs sqlite3 an adapter lookup
+    params: list[Any] = []
+    for row in rows:
+        values = dict(fixed)
+        for name, process in varying:
+            values[name] = process(row[name]) if process else row[name]
+        params.append(values)
+    if compiled.positional:
+        names = compiled.positiontup or []
+        order = itemgetter(*names) if len(names) > 1 else (lambda values: tuple(values[n] for n in names))
+        params = [order(values) for values in params]
+    elif compiled.escaped_bind_names:
+        escaped = compiled.escaped_bind_names
+        params = [{escaped.get(k, k): v for k, v in values.items()} for values in params]
+    return int(conn.exec_driver_sql(compiled.string, params).rowcount)
 
 
 def lost_claims(conn: Connection, now: datetime) -> list[TouchRow]:

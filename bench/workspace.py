@@ -77,7 +77,9 @@ def prepare(folder: Path, tasks: int, history_rows: int) -> None:
                      "phone": f"+1212555{n:04d}", **local})
             for n in range(tasks)
         ]  # fmt: skip
-        rows.append((tasks + 2, {"id": "L-HIST", "email": "hist@long.example", "first_name": "Long", **local}))
+        long_lead = {"id": "L-HIST", "email": "hist@long.example", "first_name": "Long", "last_name": "Story",
+                     "company": "Long Co", "title": "CRO", "phone": "+12125559999", **local}  # fmt: skip
+        rows.append((tasks + 2, long_lead))
         assert not import_leads(app.engine, rows, app.settings, app.clock.now()).rejected
         assert not enroll(app, "calls-first", [f"B{n:03d}" for n in range(tasks)]).refused
         assert not enroll(app, "outbound-saas", ["L-HIST"]).refused

@@ -17,9 +17,10 @@ with hundreds of history rows opens as fast as a new one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from string import Formatter
 from typing import TYPE_CHECKING, Any
 
@@ -118,6 +119,7 @@ class LeadPage:
     timeline: list[Moment]  # newest first
     sequences: list[str]  # the catalog, for "enroll into"
     owners: list[str]  # the senders, for "reassign to"
+    earlier: int = 0  # moments older than the timeline shows (the page was asked for the newest only)
 
     @property
     def live(self) -> bool:
@@ -194,13 +196,20 @@ def _moment(row: HistoryRow, touch: TouchRow | None, mail: InboundRow | None) ->
     return Moment(row.at, row.kind, title, row.cause, facts, sender, subject, text)
 
 
-def _story(history: list[HistoryRow], touches: list[TouchRow], mail: list[InboundRow]) -> list[Moment]:
-    """Every history row, newest first, with each touch's and each message's words on the first row naming it."""
+def _story(
+    history: list[HistoryRow], touches: list[TouchRow], mail: list[InboundRow], limit: int | None = None
+) -> tuple[list[Moment], int]:
+    """Every history row, newest first, with each touch's and each message's words on the first row naming it;
+    with `limit`, only the newest `limit` moments are built, and the count of older ones comes back too.
+
+    Which row carries a touch's words is decided oldest first over the whole story, so it is the same
+    whether the page shows 100 moments or all of them; only building the older ones is skipped.
+    """
     by_touch = {t.id: t for t in touches}
     by_message = {m.message_id: m for m in mail}
     told_touches: set[int] = set()
     told_mail: set[str] = set()
-    moments: list[tuple[datetime, int, Moment]] = []
+    entries: list[tuple[datetime, int, Callable[[], Moment]]] = []
     for order, row in enumerate(history):
         detail = row.detail or {}
         touch_id = detail.get("touch")
@@ -215,24 +224,32 @@ def _story(history: list[HistoryRow], touches: list[TouchRow], mail: list[Inboun
             else:
                 message = by_message.get(message_id)
                 told_mail.add(message_id)
-        moments.append((row.at, order, _moment(row, touch, message)))
+        entries.append((row.at, order, partial(_moment, row, touch, message)))
     extra = len(history)
     for m in mail:
         if m.message_id not in told_mail:
-            title = f"Mail read from the inbox: {m.kind.replace('_', ' ')}"
-            facts = tuple(_fact(k, v) for k, v in (("action", m.action), ("until", m.until)) if v is not None)
-            moment = Moment(m.read_at, "inbound_mail", title, m.reason, facts, m.sender, m.subject, m.text)
-            moments.append((m.read_at, extra, moment))
+            entries.append((m.read_at, extra, partial(_mail_moment, m)))
             extra += 1
     for t in touches:
         if t.id not in told_touches and t.status in (TouchStatus.SENT, TouchStatus.DONE, TouchStatus.FAILED):
-            at = t.sent_at or t.done_at or t.due_at
-            title = f"{t.channel.capitalize()} {t.step_id}: {t.status}"
-            facts = tuple(_fact(k, v) for k, v in (("sequence", t.sequence_id), ("error", t.error)) if v)
-            moments.append((at, extra, Moment(at, HistoryKind.TOUCH, title, None, facts, None, t.subject, t.body)))
+            entries.append((t.sent_at or t.done_at or t.due_at, extra, partial(_touch_moment, t)))
             extra += 1
-    moments.sort(key=lambda item: (item[0], item[1]), reverse=True)
-    return [m for _, _, m in moments]
+    entries.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    kept = entries if limit is None else entries[:limit]
+    return [build() for _, _, build in kept], len(entries) - len(kept)
+
+
+def _mail_moment(m: InboundRow) -> Moment:
+    title = f"Mail read from the inbox: {m.kind.replace('_', ' ')}"
+    facts = tuple(_fact(k, v) for k, v in (("action", m.action), ("until", m.until)) if v is not None)
+    return Moment(m.read_at, "inbound_mail", title, m.reason, facts, m.sender, m.subject, m.text)
+
+
+def _touch_moment(t: TouchRow) -> Moment:
+    at = t.sent_at or t.done_at or t.due_at
+    title = f"{t.channel.capitalize()} {t.step_id}: {t.status}"
+    facts = tuple(_fact(k, v) for k, v in (("sequence", t.sequence_id), ("error", t.error)) if v)
+    return Moment(at, HistoryKind.TOUCH, title, None, facts, None, t.subject, t.body)
 
 
 def _resumed_at(planner: Planner, index: int, at: datetime, lead_id: str) -> datetime:
@@ -276,8 +293,9 @@ def _upcoming(planner: Planner, e: EnrollmentRow, pending: TouchRow | None, now:
     return out
 
 
-def lead_page(app: App, lead_id: str) -> LeadPage:
-    """Everything the lead page shows; raises UnknownLead."""
+def lead_page(app: App, lead_id: str, *, newest: int | None = None) -> LeadPage:
+    """Everything the lead page shows; raises UnknownLead. With `newest`, the timeline holds only the newest
+    moments (a lead of many months opens fast; the page links to the whole story)."""
     now = app.clock.now()
     with app.engine.connect() as conn:
         found = lead_pages.story(conn, lead_id)
@@ -299,14 +317,16 @@ def lead_page(app: App, lead_id: str) -> LeadPage:
             planner = app.planner(spec, lead.timezone, lead.country, lead.region)
             pending = by_touch.get(e.pending_touch_id) if e.pending_touch_id is not None else None
             upcoming += _upcoming(planner, e, pending, now)
+    timeline, earlier = _story(found.history, found.touches, found.mail, newest)
     return LeadPage(
         lead,
         lead.timezone or app.settings.timezone,
         lines,
         upcoming,
-        _story(found.history, found.touches, found.mail),
+        timeline,
         sorted(app.catalog.sequences),
         [s.id for s in app.settings.senders],
+        earlier,
     )
 
 

@@ -19,6 +19,7 @@ words on the page. POST /leads itself is the inbound-lead API (`cadence.web.api`
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -41,6 +42,7 @@ from cadence.web.workspace.render import local_day, page, place_of
 
 FLASH = "lead_flash"
 SOURCE = "workspace"
+NEWEST = 100  # moments of the story a lead page opens with; "?story=all" shows every one
 LeadAction = Callable[[Request, Viewer, dict[str, str], str], Awaitable[tuple[bool, str]]]
 
 
@@ -85,7 +87,8 @@ async def show_lead(request: Request, who: Viewer) -> Response:
     app = context(request).app
     lead_id = request.path_params["lead_id"]
     try:
-        found = await run_in_threadpool(lead_page, app, lead_id)
+        whole = request.query_params.get("story") == "all"
+        found = await run_in_threadpool(partial(lead_page, app, lead_id, newest=None if whole else NEWEST))
     except UnknownLead:
         return refuse(request, who, 404, f"There is no lead {lead_id}.")
     if not who.may_see(found.lead.owner):

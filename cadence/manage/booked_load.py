@@ -29,9 +29,9 @@ from collections import Counter
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from cadence.manage.forecast import Forecast, leave_share
+from cadence.manage.forecast import Forecast, leave_share, within_daily_limit
 from cadence.plan.planner import Planner, calendar_for
-from cadence.plan.timing import Calendar, parse_time_of_day
+from cadence.plan.timing import Calendar
 from cadence.spec.model import Schedule
 from cadence.store.team import ActiveLead, active_leads
 
@@ -92,15 +92,8 @@ def remaining_steps(
                 break
             happened = (i, due)
             continue
-        while per_lead_daily is not None and per_day[day] >= per_lead_daily:
-            due = cal.first_slot_from(
-                cal.next_allowed(day),
-                earliest=due,
-                at=parse_time_of_day(step.at) if step.at else None,
-                spread_key=None if step.immediate else lead_key,
-                window=planner.window_for(step),
-            )
-            day = cal.local_date(due)
+        due = within_daily_limit(planner, i, due, lead_key, per_day, per_lead_daily)
+        day = cal.local_date(due)
         if day > last_day:
             break
         per_day[day] += 1

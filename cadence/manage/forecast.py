@@ -140,26 +140,36 @@ def leave_share(spec: SequenceSpec, rules: Sequence[Rule], step: Step, reply_rat
     return 0.0
 
 
+def within_daily_limit(
+    planner: Planner, index: int, due: datetime, lead_key: str, per_day: Counter[date], per_lead_daily: int | None
+) -> datetime:
+    """`due`, or the first slot of the next allowed day whose count of touches is under `per_lead_daily`
+    (what the engine's per-lead daily limit does: the excess waits, it is never dropped)."""
+    cal, step = planner.calendar, planner.sequence.steps[index]
+    day = cal.local_date(due)
+    while per_lead_daily is not None and per_day[day] >= per_lead_daily:
+        due = cal.first_slot_from(
+            cal.next_allowed(day),
+            earliest=due,
+            at=parse_time_of_day(step.at) if step.at else None,
+            spread_key=None if step.immediate else lead_key,
+            window=planner.window_for(step),
+        )
+        day = cal.local_date(due)
+    return due
+
+
 def lead_timeline(planner: Planner, lead_key: str, start: datetime, per_lead_daily: int | None) -> list[datetime]:
     """When each step happens for one lead enrolled at `start` (tasks worked when they open)."""
     cal = planner.calendar
     steps = planner.sequence.steps
     per_day: Counter[date] = Counter()
     out: list[datetime] = []
-    for index, step in enumerate(steps):
+    for index in range(len(steps)):
         due = planner.first_due(start, lead_key) if index == 0 else planner.due_after(index - 1, out[-1], lead_key)
         assert due is not None
-        day = cal.local_date(due)
-        while per_lead_daily is not None and per_day[day] >= per_lead_daily:
-            due = cal.first_slot_from(
-                cal.next_allowed(day),
-                earliest=due,
-                at=parse_time_of_day(step.at) if step.at else None,
-                spread_key=None if step.immediate else lead_key,
-                window=planner.window_for(step),
-            )
-            day = cal.local_date(due)
-        per_day[day] += 1
+        due = within_daily_limit(planner, index, due, lead_key, per_day, per_lead_daily)
+        per_day[cal.local_date(due)] += 1
         out.append(due)
     return out
 

@@ -75,10 +75,7 @@ _LIVE_OF_LEAD = (
     select(*EnrollmentT.c).where(E.lead_id == bindparam("lead_id"), E.state.in_(list(LIVE_STATES))).order_by(E.id)
 )
 _LATEST_OF_LEAD = (
-    select(*EnrollmentT.c)
-    .where(E.lead_id == bindparam("lead_id"))
-    .order_by(E.enrolled_at.desc(), E.id.desc())
-    .limit(1)
+    select(*EnrollmentT.c).where(E.lead_id == bindparam("lead_id")).order_by(E.enrolled_at.desc(), E.id.desc()).limit(1)
 )  # both run for every event and every inbound message: built once
 
 

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from cadence.app import App
 from cadence.clock import FixedClock, parse_instant
-from cadence.web import create_app
 from cadence.manage.users import hash_password
+from cadence.web import create_app
 from tests.http_server import Switchboard, serving
 
 NOW = "2026-11-30T10:00:00-05:00"

@@ -7,6 +7,7 @@
     POST /events          events from other systems (bearer) cadence.web.api
     POST /leads           inbound leads (bearer)             cadence.web.api
     POST /inbound/email   a raw inbound email (bearer)       cadence.web.inbound_mail
+    GET  /healthz, /readyz  liveness and readiness probes    cadence.web.health
     GET  /, /login, ...   the web workspace (signed in)       cadence.web.workspace
 
 Handlers only check the caller and translate; the work is done by domain functions
@@ -34,7 +35,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cadence.web import api, inbound_mail, unsubscribe, webhooks
+from cadence.web import api, health, inbound_mail, unsubscribe, webhooks
 from cadence.web.auth import Keys
 from cadence.web.context import Context
 from cadence.web.workspace.routes import workspace_routes
@@ -71,7 +72,8 @@ def create_app(app: App, environ: Mapping[str, str] | None = None) -> Starlette:
     secure = bool(app.settings.public_url and app.settings.public_url.lower().startswith("https://"))
     web = Starlette(
         routes=[
-            *webhooks.ROUTES, *unsubscribe.ROUTES, *api.ROUTES, *inbound_mail.ROUTES, *workspace_routes(),
+            *webhooks.ROUTES, *unsubscribe.ROUTES, *api.ROUTES, *inbound_mail.ROUTES, *health.ROUTES,
+            *workspace_routes(),
             Mount("/static", StaticFiles(packages=[("cadence.web", "static")]), name="static"),
         ],
         middleware=[

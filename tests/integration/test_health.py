@@ -44,16 +44,23 @@ def test_not_ready_on_a_schema_behind_head(probe: tuple[httpx.Client, App]) -> N
     from alembic import command
 
     client, app = probe
-    with app.engine.connect() as conn:
-        cfg = alembic_config(app.engine.url.render_as_string(hide_password=False))
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "-1")
-        conn.commit()
-    answer = client.get("/readyz")
-    assert answer.status_code == 503
-    body = answer.json()
-    assert body["ready"] is False and body["schema"] != head_revision() and "run the migrations" in body["database"]
-    assert client.get("/healthz").status_code == 200  # alive all the same
+
+    def migrate(step: str) -> None:
+        with app.engine.connect() as conn:
+            cfg = alembic_config(app.engine.url.render_as_string(hide_password=False))
+            cfg.attributes["connection"] = conn
+            (command.downgrade if step == "-1" else command.upgrade)(cfg, step)
+            conn.commit()
+
+    migrate("-1")
+    try:
+        answer = client.get("/readyz")
+        assert answer.status_code == 503
+        body = answer.json()
+        assert body["ready"] is False and body["schema"] != head_revision() and "run the migrations" in body["database"]
+        assert client.get("/healthz").status_code == 200  # alive all the same
+    finally:
+        migrate("head")  # the PostgreSQL test database is shared by the whole run
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -7,7 +7,7 @@ from rich.markup import escape
 
 from cadence.cli.context import state
 from cadence.cli.output import console, fail, print_json
-from cadence.manage.edit_apply import ApplyError, apply
+from cadence.manage.edit_apply import ApplyError, applied_lines, apply
 from cadence.manage.edit_plan import Plan, SequencePlan, make_plan
 
 MARKS = {"added": "[green]+[/]", "removed": "[red]-[/]", "changed": "[yellow]~[/]", "moved": "[yellow]~[/]"}
@@ -95,17 +95,8 @@ def apply_cmd(
     if json_out:
         print_json(plan.as_json())
         return
-    if plan.empty:
-        console.print("No changes to apply.")
-        return
-    for s in plan.sequences:
-        if s.status == "deleted":
-            console.print(f"retired {s.sequence} (v{s.from_version} stays for its {s.live:,} live enrollments)")
-        elif s.pinned:
-            console.print(f"published {s.sequence} v{s.to_version}; {s.live:,} enrollments stay pinned")
-        else:
-            migrated = s.counts.get("migrated", 0)
-            console.print(f"published {s.sequence} v{s.to_version}; migrated {migrated:,} live enrollments")
+    for line in applied_lines(plan):
+        console.print(line, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -119,3 +119,19 @@ def _write_moves(app: App, conn: Connection, sp: SequencePlan, version_id: int, 
 def _iso(value: datetime | None) -> str | None:
     """Due times repeat a lot across leads (same zone, same day, same slot): format each once."""
     return value.isoformat() if value else None
+
+
+def applied_lines(plan: Plan) -> list[str]:
+    """What an applied plan did, one line per sequence, as `cadence apply` prints it."""
+    if plan.empty:
+        return ["No changes to apply."]
+    out = []
+    for s in plan.sequences:
+        if s.status == "deleted":
+            out.append(f"retired {s.sequence} (v{s.from_version} stays for its {s.live:,} live enrollments)")
+        elif s.pinned:
+            out.append(f"published {s.sequence} v{s.to_version}; {s.live:,} enrollments stay pinned")
+        else:
+            migrated = s.counts.get("migrated", 0)
+            out.append(f"published {s.sequence} v{s.to_version}; migrated {migrated:,} live enrollments")
+    return out

@@ -4,7 +4,7 @@ Nothing is counted here: the numbers are `cadence report --json`'s (`report.buil
 the pending edit is `cadence plan`'s (`edit_plan`), and publishing it is `cadence apply
 SEQ --yes` (`edit_apply.apply`), so the page and the CLI can never disagree.
 
-**The files are read again on every call** (`reread_files`). The CLI reads
+**The files are read again on every call** (`App.reread_files`). The CLI reads
 `sequences/` once per command; `cadence serve` lives for days while a manager edits those
 files, and a page that compared the store with the files as they were at start-up would
 say "no changes" about an edit made since, then apply something older than the diff it
@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cadence.manage.chart import reached
-from cadence.manage.edit_apply import apply
+from cadence.manage.edit_apply import applied_lines, apply
 from cadence.manage.edit_plan import Plan, SequencePlan, compute_plan, make_plan
 from cadence.manage.report import build_report
 
@@ -110,11 +110,6 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def reread_files(app: App) -> None:
-    """Forget the `sequences/` and `templates/` files read so far: the next use reads them as they are now."""
-    app.reread_files()
-
-
 def edit_states(app: App) -> dict[str, str]:
     """sequence id -> changed | new | deleted | broken, for every file that differs from its published version."""
     with app.engine.connect() as conn:
@@ -124,7 +119,7 @@ def edit_states(app: App) -> dict[str, str]:
 
 def sequence_summaries(app: App) -> list[SequenceSummary]:
     """Every sequence the store or `sequences/` knows, as `cadence report` lists them, with its edit state."""
-    reread_files(app)
+    app.reread_files()
     states = edit_states(app)
     out = []
     for seq in build_report(app).as_json()["sequences"]:
@@ -170,7 +165,7 @@ def _moves(sp: SequencePlan) -> list[LeadMove]:
 
 def sequence_detail(app: App, sequence_id: str, *, with_plan: bool) -> SequenceDetail:
     """One sequence's report and funnel; with `with_plan`, what `cadence plan SEQ` shows. KeyError: unknown."""
-    reread_files(app)
+    app.reread_files()
     report = build_report(app, sequence_id=sequence_id).as_json()["sequences"][0]
     detail = SequenceDetail(sequence_id, report, funnel(report), planned=with_plan)
     if with_plan:
@@ -190,22 +185,6 @@ def apply_sequence(app: App, sequence_id: str) -> list[str]:
 
     KeyError: no such sequence; `edit_apply.ApplyError`: refused, and nothing changed.
     """
-    reread_files(app)
+    app.reread_files()
     plan = apply(app, [sequence_id])
     return applied_lines(plan)
-
-
-def applied_lines(plan: Plan) -> list[str]:
-    """What an applied plan did, one line per sequence, as `cadence apply` prints it."""
-    if plan.empty:
-        return ["No changes to apply."]
-    out = []
-    for s in plan.sequences:
-        if s.status == "deleted":
-            out.append(f"retired {s.sequence} (v{s.from_version} stays for its {s.live:,} live enrollments)")
-        elif s.pinned:
-            out.append(f"published {s.sequence} v{s.to_version}; {s.live:,} enrollments stay pinned")
-        else:
-            migrated = s.counts.get("migrated", 0)
-            out.append(f"published {s.sequence} v{s.to_version}; migrated {migrated:,} live enrollments")
-    return out

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 from cadence.enrollment.task_queue import task_queue
 from cadence.manage.booked_load import booked_forecast, business_days
 from cadence.manage.forecast import Forecast, forecast
-from cadence.manage.sequence_overview import reread_files
 from cadence.names import CHANNELS
 from cadence.plan.timing import zone
 from cadence.store.claims import sender_counts
@@ -142,7 +141,7 @@ def team_load(
     """Every rep's day and the `horizon` business days ahead (see the module doc); rates apply to booked leads."""
     settings = app.settings
     now = app.clock.now()
-    reread_files(app)  # the what-if plans the file as it is now, as `cadence forecast` would
+    app.reread_files()  # the what-if plans the file as it is now, as `cadence forecast` would
     extra = what_if_forecast(app, what_if) if what_if is not None else None
     days = business_days(app, now, horizon)
     booked = booked_forecast(app, now=now, days=days, reply_rate=reply_rate, connect_rate=connect_rate)

@@ -149,7 +149,7 @@ def _row(message: Inbound, message_id: str, verdict: Verdict, source: Source, no
         "reason": verdict.reason[:4000],
         "bounce_reason": verdict.bounce_reason,
         "retrying": verdict.retrying,
-        "address": (failed or message.sender or None) and (failed or message.sender)[:320],
+        "address": (failed or message.sender)[:320] or None,  # whom it is about: the failed recipient, else the sender
         "text": message.text or None,
     }
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cadence.names import LIVE_STATES, Channel, TouchStatus
@@ -72,32 +72,30 @@ def by_message_id(conn: Connection, message_id: str) -> InboundRow | None:
     return InboundRow._make(row) if row is not None else None
 
 
+def _read(kinds: Sequence[str], since: datetime | None) -> ColumnElement[bool]:
+    """Which messages a list or a count is about: of these kinds (all when none), read since `since`."""
+    return and_(
+        I.kind.in_(list(kinds)) if kinds else true(),
+        I.read_at >= since if since is not None else true(),
+    )
+
+
 def listing(
     conn: Connection, *, kinds: Sequence[str] = (), since: datetime | None = None, limit: int = 200
 ) -> list[InboundRow]:
     """Messages read, newest first."""
-    query = select(*InboundMessageT.c).order_by(I.read_at.desc(), I.id.desc()).limit(limit)
-    if kinds:
-        query = query.where(I.kind.in_(list(kinds)))
-    if since is not None:
-        query = query.where(I.read_at >= since)
-    return [InboundRow._make(row) for row in conn.execute(query)]
+    query = select(*InboundMessageT.c).where(_read(kinds, since)).order_by(I.read_at.desc(), I.id.desc())
+    return [InboundRow._make(row) for row in conn.execute(query.limit(limit))]
 
 
 def count(conn: Connection, *, kinds: Sequence[str] = (), since: datetime | None = None) -> int:
-    query = select(func.count()).select_from(InboundMessageT)
-    if kinds:
-        query = query.where(I.kind.in_(list(kinds)))
-    if since is not None:
-        query = query.where(I.read_at >= since)
+    query = select(func.count()).select_from(InboundMessageT).where(_read(kinds, since))
     return int(conn.execute(query).scalar() or 0)
 
 
 def counts(conn: Connection, since: datetime | None = None) -> dict[str, int]:
     """Messages read per kind (`unmatched` included), for `cadence report`."""
-    query = select(I.kind, func.count()).group_by(I.kind)
-    if since is not None:
-        query = query.where(I.read_at >= since)
+    query = select(I.kind, func.count()).where(_read((), since)).group_by(I.kind)
     return {kind: n for kind, n in conn.execute(query)}
 
 

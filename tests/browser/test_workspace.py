@@ -24,7 +24,6 @@ from cadence.enrollment.my_day import my_day
 from cadence.enrollment.status import lead_status
 from cadence.manage.edit_plan import make_plan
 from cadence.manage.report import EVENT_KEYS, TOUCH_KEYS, build_report
-from cadence.manage.sequence_overview import reread_files
 from cadence.outcomes.dispositions import log_disposition
 from cadence.outcomes.history import lead_history
 from cadence.outcomes.inbound_mail import Source, take_in
@@ -305,7 +304,7 @@ def test_a_manager_applies_a_sequence_edit_after_confirming(page: Page, site: st
     assert len(questions) == 2
     with app.engine.connect() as conn:
         assert published(conn, ["outbound-saas"])["outbound-saas"].version == 2
-    reread_files(app)
+    app.reread_files()
     assert make_plan(app, ["outbound-saas"]).empty  # `cadence plan` has nothing left to show
     assert {e["version"] for e in lead_status(app, "L1")["enrollments"]} == {2}
 

@@ -31,7 +31,6 @@ from cadence.enrollment.task_queue import task_queue
 from cadence.manage.chart import reached
 from cadence.manage.edit_plan import make_plan
 from cadence.manage.report import EVENT_KEYS, TOUCH_KEYS, build_report
-from cadence.manage.sequence_overview import reread_files
 from cadence.outcomes.dispositions import log_disposition
 from cadence.outcomes.events import record_event
 from cadence.store.versions import published
@@ -252,7 +251,7 @@ def test_an_edited_file_shows_as_unapplied_with_the_plan_diff_and_its_impact(sit
         listing = client.get("/sequences").text
         html = client.get("/sequences/ab").text
     assert {r["data-sequence"]: r["data-edits"] for r in _tags(listing, "tr", "data-sequence")}["ab"] == "changed"
-    reread_files(site.app)
+    site.app.reread_files()
     plan = make_plan(site.app, ["ab"]).as_json()["sequences"][0]
     [head] = _tags(html, "p", "data-status")
     assert (head["data-status"], head["data-from-version"], head["data-to-version"]) == ("changed", "1", "2")

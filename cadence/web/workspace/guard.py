@@ -19,7 +19,7 @@ from cadence.web.bodies import FORM_TYPE, Refused, media_type, parse_form
 from cadence.web.context import context
 from cadence.web.workspace import csrf
 from cadence.web.workspace.identity import Viewer, viewer
-from cadence.web.workspace.render import page
+from cadence.web.workspace.render import is_htmx, page
 
 PageHandler = Callable[[Request, Viewer], Awaitable[Response]]
 ActionHandler = Callable[[Request, Viewer, dict[str, str]], Awaitable[Response]]
@@ -27,9 +27,7 @@ ActionHandler = Callable[[Request, Viewer, dict[str, str]], Awaitable[Response]]
 
 def refuse(request: Request, who: Viewer | None, status: int, message: str) -> Response:
     """The refusal as a page, or as a fragment when htmx asked (it lands inside a pane, not a page in a page)."""
-    headers = request.headers
-    partial = headers.get("HX-Request") == "true" and headers.get("HX-History-Restore-Request") != "true"
-    return page(request, "_error.html" if partial else "error.html", who, status=status, message=message)
+    return page(request, "_error.html" if is_htmx(request) else "error.html", who, status=status, message=message)
 
 
 def _not_ready(request: Request) -> Response | None:

@@ -19,14 +19,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from starlette.requests import Request
 
-from cadence.manage.users import hash_password
 from cadence.user_settings import User, trusted
 from cadence.web.context import context
 
 HASHER = PasswordHasher()
 _DUMMY = HASHER.hash("not a password anyone has")  # verified for unknown users: the same cost either way
 SESSION_USER = "user"
-__all__ = ["LoginLimiter", "Viewer", "check_password", "hash_password", "viewer"]
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,12 @@ ENV.filters["local_day"] = local_day
 ENV.filters["place"] = place_of
 
 
+def is_htmx(request: Request) -> bool:
+    """An htmx request wants a fragment to swap in; a history restore wants the whole page."""
+    headers = request.headers
+    return headers.get("HX-Request") == "true" and headers.get("HX-History-Restore-Request") != "true"
+
+
 def page(request: Request, template: str, viewer: Viewer | None, *, status: int = 200, **values: Any) -> HTMLResponse:
     body = ENV.get_template(template).render(
         viewer=viewer, csrf_token=csrf.token(request), htmx=HTMX, path=request.url.path, **values

@@ -31,7 +31,7 @@ from cadence.outcomes.snooze import SnoozeError, snooze_task
 from cadence.web.context import context
 from cadence.web.workspace.guard import action, refuse, signed_in
 from cadence.web.workspace.identity import Viewer
-from cadence.web.workspace.render import local_day, local_time, page, place_of
+from cadence.web.workspace.render import is_htmx, local_day, local_time, page, place_of
 
 _INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[+-]\d{2}:\d{2}|Z)")
 
@@ -42,10 +42,6 @@ class Refusal(Exception):
     def __init__(self, status: int, message: str, detail: TaskDetail | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.detail = status, message, detail
-
-
-def _htmx(request: Request) -> bool:
-    return request.headers.get("HX-Request") == "true" and request.headers.get("HX-History-Restore-Request") != "true"
 
 
 def _view(who: Viewer, asked: str | None) -> str:
@@ -96,7 +92,7 @@ async def _day(request: Request, who: Viewer, view: str) -> MyDay:
 
 
 def _refused(request: Request, who: Viewer, refusal: Refusal, view: str, refresh: MyDay | None = None) -> Response:
-    if not _htmx(request):
+    if not is_htmx(request):
         return refuse(request, who, refusal.status, refusal.message)
     values = _values(request, view, detail=refusal.detail, error=refusal.message, refresh=refresh)
     return page(request, "_task_pane.html", who, status=refusal.status, **values)
@@ -125,7 +121,7 @@ async def open_task(request: Request, who: Viewer) -> Response:
         detail = await _detail(request, who, task_id)
     except Refusal as refusal:
         return _refused(request, who, refusal, "")
-    if _htmx(request):
+    if is_htmx(request):
         return page(request, "_task_pane.html", who, **_values(request, view, detail=detail))
     day = await _day(request, who, view)
     return page(request, "today.html", who, **_values(request, view, day=day, detail=detail, selected=task_id))
@@ -135,7 +131,7 @@ async def _moved_on(request: Request, who: Viewer, view: str, before: MyDay, tas
     """After a log or a snooze: the next task in the pane and the list refreshed (htmx), or My day (a plain form)."""
     after = await _day(request, who, view)
     nxt = following(before.tasks, after.tasks, task_id)
-    if not _htmx(request):
+    if not is_htmx(request):
         return RedirectResponse("/today" + _query(view, nxt.id if nxt else None), status_code=303)
     detail = await _detail(request, who, nxt.id) if nxt else None
     values = _values(request, view, detail=detail, refresh=after, flash=flash, selected=nxt.id if nxt else None)

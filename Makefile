@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve-demo test lint bench clean
+.PHONY: demo serve-demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ test: $(STAMP)
 	@command -v dovecot >/dev/null || test -x /usr/sbin/dovecot || { echo "make test needs Dovecot: apt-get install -y dovecot-imapd" >&2; exit 1; }
 	@command -v chromium >/dev/null || { echo "make test needs Chromium for the browser tests: apt-get install -y --no-install-recommends chromium" >&2; exit 1; }
 	$(BIN)/pytest -q
+
+# For local work: the same checks, without the fault-injection runs (tests/faults). CI runs `make test`.
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy cadence
+	$(BIN)/pytest -q -m "not faults"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

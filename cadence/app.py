@@ -1,7 +1,8 @@
 """The composition root: settings, store, clock, renderer and planners built once.
 
 Nothing registers itself at import time; the CLI and the service build one `App`
-and pass it down.
+and pass it down. Each part is imported when it is first built, so a command pays only for
+what it uses: `cadence tasks` opens the store but never loads a template or a sequence file.
 """
 
 from __future__ import annotations
@@ -15,18 +16,24 @@ from typing import TYPE_CHECKING
 
 from cadence.clock import Clock
 from cadence.config import Settings, load_settings, quiet_window
-from cadence.plan import planner as planning
-from cadence.plan.render import Renderer
-from cadence.plan.timing import Window
 from cadence.plan.tokens import SECRET_ENV
-from cadence.spec.load import Catalog, load_catalog
-from cadence.spec.model import Sequence
-from cadence.spec.templates import TemplateFolder
-from cadence.store.db import open_engine
-from cadence.store.versions import SpecCache
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
+
+    from cadence.plan import planner as planning
+    from cadence.plan.render import Renderer
+    from cadence.plan.timing import Window
+    from cadence.spec.load import Catalog
+    from cadence.spec.model import Sequence
+    from cadence.spec.templates import TemplateFolder
+    from cadence.store.versions import SpecCache
+
+
+def _spec_cache() -> SpecCache:
+    from cadence.store.versions import SpecCache
+
+    return SpecCache()
 
 
 @dataclass
@@ -35,7 +42,8 @@ class App:
     clock: Clock
     database_url: str
     secret: str | None = None
-    specs: SpecCache = field(default_factory=SpecCache)
+    specs: SpecCache = field(default_factory=_spec_cache)
+    migrate: bool = True  # bring the schema to head when the store is first opened (`cadence run` asks first)
 
     @classmethod
     def load(
@@ -44,15 +52,20 @@ class App:
         clock: Clock,
         database_url: str | None = None,
         environ: Mapping[str, str] | None = None,
+        *,
+        migrate: bool = True,
     ) -> App:
         """Build from config.yaml; secrets (CADENCE_SECRET) come only from the environment."""
         env = os.environ if environ is None else environ
         settings = load_settings(config_path)
-        return cls(settings, clock, database_url or settings.database_url(env), env.get(SECRET_ENV) or None)
+        url = database_url or settings.database_url(env)
+        return cls(settings, clock, url, env.get(SECRET_ENV) or None, migrate=migrate)
 
     @cached_property
     def engine(self) -> Engine:
-        return open_engine(self.database_url)
+        from cadence.store.db import open_engine
+
+        return open_engine(self.database_url, migrate=self.migrate)
 
     def close(self) -> None:
         """Release pooled connections (the CLI calls this when a command ends)."""
@@ -61,10 +74,14 @@ class App:
 
     @cached_property
     def renderer(self) -> Renderer:
+        from cadence.plan.render import Renderer
+
         return Renderer(self.settings.templates_dir, limits=self.settings.render.limits)
 
     def renderer_for(self, conn: Connection, version_id: int) -> Renderer:
         """The renderer of one published version: its stored templates first, then the folder."""
+        from cadence.plan.render import Renderer
+
         renderers = self.__dict__.setdefault("_renderers", {})
         if version_id not in renderers:
             sources = self.specs.templates(conn, version_id)
@@ -83,14 +100,20 @@ class App:
 
     @cached_property
     def templates(self) -> TemplateFolder:
+        from cadence.spec.templates import TemplateFolder
+
         return TemplateFolder(self.settings.templates_dir, self.settings.render.limits)
 
     @cached_property
     def catalog(self) -> Catalog:
+        from cadence.spec.load import load_catalog
+
         return load_catalog(self.settings.sequences_dir, self.templates, base=self.settings.root)
 
     @cached_property
     def defaults(self) -> planning.ScheduleDefaults:
+        from cadence.plan import planner as planning
+
         s = self.settings.schedule
         return planning.ScheduleDefaults(s.window, tuple(s.days), s.holidays, s.spread)
 
@@ -102,6 +125,8 @@ class App:
         self, sequence: Sequence, timezone: str | None, country: str | None, region: str | None = None
     ) -> planning.Planner:
         """The planner of one sequence for one lead: its zone, and the holidays of its country or region."""
+        from cadence.plan import planner as planning
+
         holidays = self.settings.holiday_calendar_of(country, region)
         calendar = planning.calendar_for(self.defaults, sequence.schedule, timezone or self.settings.timezone, holidays)
         return planning.Planner(sequence, calendar, self.sms_hours)

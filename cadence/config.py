@@ -13,18 +13,41 @@ import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cadence.inbox_settings import InboxSettings
 from cadence.spec import values
 from cadence.spec.rules import Rule, as_set
-from cadence.spec.sandbox import RenderLimits
 from cadence.spec.source import Diagnostic, Located, SpecError, read_yaml, validate_model
 from cadence.user_settings import User, check_proxies, user_problems
+
+if TYPE_CHECKING:
+    from cadence.spec.budget import RenderLimits
+
+
+def known_calendar(code: str) -> bool:
+    """Whether `code` names a whole calendar of the holidays library (US, GBR, NYSE), read from its registry.
+
+    Building any calendar imports every country's module (a quarter of a second), so settings that only
+    name one, and calendars that are never asked about a date (`cadence tasks`), do not build it. A
+    subdivision (US-CA) is not known here: checking it needs the country's module.
+    """
+    name, _, subdivision = code.strip().upper().partition("-")
+    if subdivision:
+        return False
+    from holidays.registry import EntityLoader
+
+    return name in {*EntityLoader.get_country_codes(), *EntityLoader.get_financial_codes()}
+
+
+def _check_calendar(code: str) -> None:
+    """What `values.holiday_calendar(code)` checks: a known code passes unbuilt; any other is built, which
+    checks a subdivision and words the error."""
+    if not known_calendar(code):
+        values.holiday_calendar(code)
 
 
 class Strict(BaseModel):
@@ -54,7 +77,7 @@ class DefaultSchedule(Strict):
     def _holidays(cls, v: str) -> str:
         if v.lower() in ("lead", "none"):
             return v.lower()
-        values.holiday_calendar(v)
+        _check_calendar(v)
         return v.upper()
 
     @field_validator("spread", mode="before")
@@ -94,6 +117,8 @@ class Sender(Strict):
     def _phone(cls, v: str | None) -> str | None:
         if v is None:
             return v
+        import phonenumbers  # here, not at the top: only a sender with a phone needs it
+
         try:
             number = phonenumbers.parse(v, None)
         except phonenumbers.NumberParseException as exc:
@@ -184,6 +209,8 @@ class RenderSettings(Strict):
 
     @property
     def limits(self) -> RenderLimits:
+        from cadence.spec.budget import RenderLimits  # jinja2 comes with it: only rendering needs it
+
         return RenderLimits(self.timeout_seconds, self.max_email_kib * 1024, self.max_sms_chars)
 
 
@@ -253,7 +280,7 @@ class Settings(Strict):
     @field_validator("country")
     @classmethod
     def _country(cls, v: str) -> str:
-        values.holiday_calendar(v)
+        _check_calendar(v)
         return v.upper()
 
     @field_validator("region")
@@ -264,7 +291,7 @@ class Settings(Strict):
         code = v.strip().upper()
         if "-" not in code:
             raise ValueError(f"region {v!r} must be an ISO 3166-2 subdivision like US-CA or GB-SCT")
-        values.holiday_calendar(code)
+        _check_calendar(code)
         return code
 
     def holiday_calendar_of(self, country: str | None, region: str | None) -> str:

@@ -7,7 +7,8 @@ of a session (`drop_after` closes it when the next MAIL FROM arrives, before the
 server has anything to deliver; `drop_before_reply` closes it after taking a
 message's text but before saying 250, the case nobody can call unsent), or hold
 each 250 back for a while (`slow_down`), so a client killed while it waits has
-handed over a message it never heard was accepted.
+handed over a message it never heard was accepted. It can go down and come back on
+the same port (`stop`, then `start` again), as a mail server restarted mid-run does.
 
 It is also the target of dispatch benchmarks and concurrency tests, so messages
 are parsed lazily and the counters (`count`, `message_ids`, `connections`) are
@@ -78,8 +79,8 @@ class _SinkSMTP(SMTP):
 
 
 class _SinkController(Controller):
-    def __init__(self, sink: SmtpSink, handler: Any, **kwargs: Any):
-        super().__init__(handler, hostname="127.0.0.1", port=0, server_hostname="sink.test", **kwargs)
+    def __init__(self, sink: SmtpSink, handler: Any, port: int = 0, **kwargs: Any):
+        super().__init__(handler, hostname="127.0.0.1", port=port, server_hostname="sink.test", **kwargs)
         self._sink = sink
 
     def factory(self) -> SMTP:
@@ -128,21 +129,40 @@ class SmtpSink:
             kwargs.update(ssl_context=tls_context, auth_require_tls=False)
         elif tls_context is not None:
             kwargs.update(tls_context=tls_context, require_starttls=True)
-        self._controller = _SinkController(self, self, **kwargs)
+        self._controller_kwargs = kwargs
+        self._controller: _SinkController | None = None
         self.host = "127.0.0.1"
         self.port = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> SmtpSink:
-        self._controller.start()
-        self.port = self._controller.port
+        """Listen (again): the first start takes a free port, a restart after `stop` takes the same one.
+
+        What was received, and the scripting, outlive a restart; connections do not.
+        """
+        if self._controller is not None:
+            raise RuntimeError("the sink is already running")
+        controller = _SinkController(self, self, port=self.port, **self._controller_kwargs)
+        controller.start()
+        self._controller = controller
+        self.port = controller.port
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        loop = self._controller.loop
+        """Stop listening, close every server-side connection (clients see them drop), end the thread.
+
+        The listener closes first, so a client reconnecting meanwhile is refused rather than
+        keeping a connection open. Stopping a stopped sink does nothing.
+        """
+        controller, self._controller = self._controller, None
+        if controller is None:
+            return
+        loop = controller.loop
 
         def close_all() -> None:
+            if controller.server is not None:
+                controller.server.close()
             for protocol in self._protocols:
                 if protocol.transport is not None:
                     protocol.transport.close()
@@ -151,7 +171,7 @@ class SmtpSink:
             loop.call_soon_threadsafe(close_all)
             self.wait_until(lambda: self.open_connections == 0, timeout, what="server-side connections to close")
         finally:
-            self._controller.stop()
+            controller.stop()
 
     # -- scripting ------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 It speaks just enough of the REST API: POST /2010-04-01/Accounts/{AccountSid}/Messages.json
 with HTTP basic auth and form fields, answering 201 with a Message resource or a
 Twilio-shaped error body. Tests script it per recipient (`fail_to`) or for the
-next few requests (`fail_next`, `throttle`), and read back what it accepted.
+next few requests (`fail_next`, `throttle`, optionally with a Retry-After header,
+as Twilio's 429s carry), and read back what it accepted.
 
 It is also the target of the SMS benchmark (about 1,000 requests a second), so it
 stays lean: keep-alive (HTTP/1.1 with Content-Length), TCP_NODELAY, and every
@@ -87,7 +88,7 @@ class FakeTwilio:
         self._lock = threading.Lock()
         self._accepted: list[FakeMessage] = []
         self._by_to: dict[str, tuple[int, int, str | None]] = {}
-        self._next: list[tuple[int, int]] = []
+        self._next: list[tuple[int, int, int | None]] = []  # (status, code, Retry-After seconds)
         self._in_flight = 0
         self.requests = 0
         self.max_in_flight = 0
@@ -101,10 +102,21 @@ class FakeTwilio:
         with self._lock:
             self._by_to[to] = (status, code, message)
 
-    def fail_next(self, n: int, status: int = 429, code: int = 20429) -> None:
-        """The next `n` requests, whoever they are for, get this error; then back to normal."""
+    def fail_next(self, n: int, status: int = 429, code: int = 20429, retry_after: int | None = None) -> None:
+        """The next `n` requests, whoever they are for, get this error; then back to normal.
+
+        Calls queue up in order: `fail_next(100, 500, 20500)` then `fail_next(100, 429, 20429)`
+        answers 500 to the next 100 requests and 429 to the 100 after them. `retry_after`
+        (seconds) adds a Retry-After header to those answers.
+        """
         with self._lock:
-            self._next.extend([(status, code)] * n)
+            self._next.extend([(status, code, retry_after)] * n)
+
+    @property
+    def failures_left(self) -> int:
+        """Scripted failures (`fail_next`) not yet served."""
+        with self._lock:
+            return len(self._next)
 
     def throttle(self, n: int) -> None:
         self.fail_next(n, 429, 20429)
@@ -155,6 +167,11 @@ class FakeTwilio:
 
     def answer(self, path: str, authorization: str | None, form: bytes) -> tuple[int, dict[str, Any]]:
         """(status, JSON body) for one POST; runs on a connection thread."""
+        status, payload, _ = self.respond(path, authorization, form)
+        return status, payload
+
+    def respond(self, path: str, authorization: str | None, form: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """(status, JSON body, extra headers) for one POST; runs on a connection thread."""
         with self._lock:
             self.requests += 1
             self._in_flight += 1
@@ -167,53 +184,58 @@ class FakeTwilio:
             with self._lock:
                 self._in_flight -= 1
 
-    def _answer(self, path: str, authorization: str | None, form: bytes) -> tuple[int, dict[str, Any]]:
+    def _answer(self, path: str, authorization: str | None, form: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
         if authorization != self._auth:
-            return 401, twilio_error(401, 20003)
+            return 401, twilio_error(401, 20003), {}
         if path.partition("?")[0] != self._path:
-            return 404, twilio_error(404, 20404)
+            return 404, twilio_error(404, 20404), {}
         fields = {k: v[0] for k, v in parse_qs(form.decode("utf-8"), keep_blank_values=True).items()}
         to, from_, body = fields.get("To"), fields.get("From"), fields.get("Body")
         if not to:
-            return 400, twilio_error(400, 21604)
+            return 400, twilio_error(400, 21604), {}
         if not from_:
-            return 400, twilio_error(400, 21603)
+            return 400, twilio_error(400, 21603), {}
         if not body:
-            return 400, twilio_error(400, 21602)
+            return 400, twilio_error(400, 21602), {}
         with self._lock:
             if self._next:
-                status, code = self._next.pop(0)
-                return status, twilio_error(status, code)
+                status, code, retry_after = self._next.pop(0)
+                headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+                return status, twilio_error(status, code), headers
             canned = self._by_to.get(to)
             if canned is not None:
                 status, code, message = canned
-                return status, twilio_error(status, code, message)
+                return status, twilio_error(status, code, message), {}
             sid = "SM" + uuid.uuid4().hex
             self._accepted.append(FakeMessage(sid, self.account_sid, to, from_, body, fields.get("StatusCallback")))
         now = format_datetime(datetime.now(UTC))
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}"
-        return 201, {
-            "account_sid": self.account_sid,
-            "api_version": API_VERSION,
-            "body": body,
-            "date_created": now,
-            "date_sent": None,
-            "date_updated": now,
-            "direction": "outbound-api",
-            "error_code": None,
-            "error_message": None,
-            "from": from_,
-            "messaging_service_sid": None,
-            "num_media": "0",
-            "num_segments": str(_segments(body)),
-            "price": None,
-            "price_unit": "USD",
-            "sid": sid,
-            "status": "queued",
-            "subresource_uris": {"media": f"{uri}/Media.json"},
-            "to": to,
-            "uri": f"{uri}.json",
-        }
+        return (
+            201,
+            {
+                "account_sid": self.account_sid,
+                "api_version": API_VERSION,
+                "body": body,
+                "date_created": now,
+                "date_sent": None,
+                "date_updated": now,
+                "direction": "outbound-api",
+                "error_code": None,
+                "error_message": None,
+                "from": from_,
+                "messaging_service_sid": None,
+                "num_media": "0",
+                "num_segments": str(_segments(body)),
+                "price": None,
+                "price_unit": "USD",
+                "sid": sid,
+                "status": "queued",
+                "subresource_uris": {"media": f"{uri}/Media.json"},
+                "to": to,
+                "uri": f"{uri}.json",
+            },
+            {},
+        )
 
 
 class _Server(ThreadingHTTPServer):
@@ -253,18 +275,20 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         form = self.rfile.read(length) if length else b""
-        status, payload = self.server.fake.answer(self.path, self.headers.get("Authorization"), form)
-        self._reply(status, payload)
+        status, payload, headers = self.server.fake.respond(self.path, self.headers.get("Authorization"), form)
+        self._reply(status, payload, headers)
 
     def do_GET(self) -> None:
         self._reply(404, twilio_error(404, 20404))
 
-    def _reply(self, status: int, payload: dict[str, Any]) -> None:
+    def _reply(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         body = json.dumps(payload).encode("utf-8")
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         head = (
             f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
             "Content-Type: application/json; charset=utf-8\r\n"
             f"Content-Length: {len(body)}\r\n"
+            f"{extra}"
             "\r\n"
         ).encode("ascii")
         self.wfile.write(head + body)  # one write: headers and body in one segment

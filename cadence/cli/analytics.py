@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 from cadence.cli.context import state
 from cadence.cli.output import console, fail, print_json
-from cadence.manage.chart import draw_funnel
-from cadence.manage.forecast import forecast
-from cadence.manage.report import EVENT_KEYS, TOUCH_KEYS, build_report, since_instant
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from rich.console import Console
 
 WIDE = 160  # piped output is not cut to 80 columns: a report is read whole
 SEQUENCE_KEYS = ("enrolled", "active", "paused", "qualified", "disqualified", "recycled", "contacted")
@@ -33,6 +30,9 @@ def report(
     chart_file: Path | None = typer.Option(None, "--chart", help="Also draw the step funnel (.png or .svg)"),
 ) -> None:
     """Per sequence, step and A/B variant: sends, tasks, dispositions, replies (to the last touch), outcomes."""
+    from cadence.manage.chart import draw_funnel
+    from cadence.manage.report import build_report, since_instant
+
     app = state(ctx).app()
     try:
         start = since_instant(since, app.settings.timezone) if since else None
@@ -60,6 +60,8 @@ def report(
 
 def csv_rows(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The report flattened: a `sequence` row, then each `step` row followed by its `variant` rows."""
+    from cadence.manage.report import EVENT_KEYS, TOUCH_KEYS
+
     codes = list(data["sequences"][0]["dispositions"]) if data["sequences"] else []
 
     def counts(item: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +86,8 @@ def csv_rows(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def csv_columns(data: dict[str, Any]) -> list[str]:
+    from cadence.manage.report import EVENT_KEYS, TOUCH_KEYS
+
     codes = list(data["sequences"][0]["dispositions"]) if data["sequences"] else []
     return [
         "level", "sequence", "step", "channel", "variant", *SEQUENCE_KEYS, "finished", *TOUCH_KEYS, *EVENT_KEYS,
@@ -92,6 +96,8 @@ def csv_columns(data: dict[str, Any]) -> list[str]:
 
 
 def write_csv(data: dict[str, Any], path: Path) -> None:
+    import csv
+
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=csv_columns(data), restval="")
@@ -101,6 +107,8 @@ def write_csv(data: dict[str, Any], path: Path) -> None:
 
 def _wide() -> Console:
     """The terminal's own width, or (piped, in a file) WIDE columns rather than rich's default 80."""
+    from rich.console import Console
+
     return console if console.is_terminal else Console(highlight=False, width=WIDE)
 
 
@@ -113,6 +121,11 @@ def _dispositions(item: dict[str, Any]) -> str:
 
 
 def _print_report(data: dict[str, Any]) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from cadence.manage.report import TOUCH_KEYS
+
     if data["since"]:
         console.print(f"since {data['since']}", markup=False)
     for seq in data["sequences"]:
@@ -175,6 +188,10 @@ def forecast_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the forecast as JSON"),
 ) -> None:
     """Emails, SMS, calls and tasks per day per SDR if N leads were enrolled now (expected values; writes nothing)."""
+    from rich.table import Table
+
+    from cadence.manage.forecast import forecast
+
     app = state(ctx).app()
     settings = app.settings
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 import cadence
-from cadence.cli import analytics, edits, engine, enrollments, inbox, leads, outcomes, project, serve, users
+from cadence.cli import analytics, db, edits, engine, enrollments, inbox, leads, outcomes, project, serve, users
 from cadence.cli.context import State
 
 HELP = (
@@ -64,6 +64,7 @@ users.register(app)
 serve.register(app)
 edits.register(app)
 analytics.register(app)
+db.register(app)
 
 
 def main() -> None:

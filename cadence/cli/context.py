@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from cadence.app import App
 from cadence.cli.output import errors, fail
 from cadence.clock import clock_from_env
-from cadence.spec.source import SpecError
+
+if TYPE_CHECKING:
+    from cadence.app import App
 
 
 @dataclass
@@ -18,7 +20,12 @@ class State:
     config: Path = Path("config.yaml")
     _app: App | None = field(default=None, repr=False)
 
-    def app(self) -> App:
+    def app(self, *, migrate: bool = True) -> App:
+        """The App for this command; `migrate=False` opens the store as it is (`cadence run`, `cadence db`).
+
+        Imported here, not at the top: `cadence --help` and `--version` build no App, so they never load
+        the settings, the store or the sequence models.
+        """
         if self._app is None:
             try:
                 clock = clock_from_env()
@@ -26,8 +33,11 @@ class State:
                 fail(f"CADENCE_NOW: {exc}")
             if not self.config.exists():
                 fail(f"{self.config}: no config file (run `cadence init DIR` for a starter project)")
+            from cadence.app import App
+            from cadence.spec.source import SpecError
+
             try:
-                self._app = App.load(self.config, clock)
+                self._app = App.load(self.config, clock, migrate=migrate)
             except SpecError as exc:
                 for d in exc.diagnostics:
                     errors.print(str(d), markup=False, soft_wrap=True)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
-from rich.markup import escape
 
 from cadence.cli.context import state
 from cadence.cli.output import console, fail, print_json
-from cadence.manage.edit_apply import ApplyError, applied_lines, apply
-from cadence.manage.edit_plan import Plan, SequencePlan, make_plan
+
+if TYPE_CHECKING:
+    from cadence.manage.edit_plan import Plan, SequencePlan
 
 MARKS = {"added": "[green]+[/]", "removed": "[red]-[/]", "changed": "[yellow]~[/]", "moved": "[yellow]~[/]"}
 
 
 def _header(s: SequencePlan) -> str:
+    from rich.markup import escape
+
     if s.status == "new":
         return f"[green]+ {s.sequence}[/]: {escape(s.message or 'new sequence')} ({s.path})"
     if s.status == "deleted":
@@ -27,6 +31,8 @@ def _header(s: SequencePlan) -> str:
 
 
 def show(plan: Plan) -> None:
+    from rich.markup import escape
+
     if plan.empty:
         console.print("No changes: every sequence file matches its published version.")
         return
@@ -56,6 +62,8 @@ def plan_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the plan as JSON"),
 ) -> None:
     """What applying the sequence files would change, for every enrolled lead (changes nothing)."""
+    from cadence.manage.edit_plan import make_plan
+
     app = state(ctx).app()
     try:
         plan = make_plan(app, sequence_ids or None)
@@ -76,6 +84,9 @@ def apply_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print what was applied as JSON"),
 ) -> None:
     """Publish the sequence files and migrate enrolled leads by step id, atomically."""
+    from cadence.manage.edit_apply import ApplyError, applied_lines, apply
+    from cadence.manage.edit_plan import make_plan
+
     app = state(ctx).app()
     ids = sequence_ids or None
     try:

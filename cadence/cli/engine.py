@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
-from cadence.app import App
 from cadence.cli.context import state
 from cadence.cli.output import console, errors, fail, print_json, say_when_cut
-from cadence.engine.retry import RetryError, retry
-from cadence.engine.runner import run_forever, run_once
-from cadence.enrollment.task_queue import task_queue
-from cadence.manage.edit_apply import ApplyError, apply
-from cadence.manage.edit_plan import pending_changes
 from cadence.names import TouchStatus
-from cadence.store import listings
+
+if TYPE_CHECKING:
+    from cadence.app import App
 
 JSON_HELP = "Print JSON for scripts instead of a table"
 
@@ -47,20 +41,59 @@ def run(
         help="With unapplied sequence edits: `published` runs the published versions, `files` applies the edits first",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print what the pass did as JSON"),
+    migrate: bool = typer.Option(
+        False, "--migrate", help="Bring a schema that is behind this release to head first (else the run refuses)"
+    ),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", min=1, max=65535, help="Serve Prometheus metrics on this port (GET /metrics)"
+    ),
+    metrics_host: str = typer.Option(
+        "127.0.0.1", "--metrics-host", help="Interface for --metrics-port (0.0.0.0 lets a remote Prometheus scrape)"
+    ),
+    log_json: bool = typer.Option(
+        False, "--log-json", help="Log one JSON object per line (worker id, pass id, counts, durations, failures)"
+    ),
 ) -> None:
     """The engine: drain due touches every few seconds (APScheduler), sweep lost claims and stale tasks."""
-    app = state(ctx).app()
+    import asyncio
+    import logging
+
+    from cadence.cli.logs import configured
+    from cadence.engine.metrics import Metrics
+    from cadence.engine.runner import run_forever, run_once, worker_id
+    from cadence.manage.schema import schema_state, upgrade_schema
+
+    app = state(ctx).app(migrate=False)
+    try:
+        schema = upgrade_schema(app)[1] if migrate else schema_state(app)
+    except Exception as exc:  # an unreachable store, or a migration that failed: say so, plainly
+        fail(f"the database: {type(exc).__name__}: {exc}")
+    if not schema.at_head:
+        fail(f"{schema.describe()}: run `cadence db upgrade` (once per release), or start with --migrate")
     if app.settings.public_url and not app.secret and app.settings.email.transport == "smtp":
         fail("set CADENCE_SECRET: unsubscribe links are signed with it")
-    _settle_edits(app, EditSource.FILES if use is None and app.settings.auto_apply else use)
-    if once:
-        report = asyncio.run(run_once(app))
-    else:
-        console.print(f"cadence engine running (every {app.settings.engine.interval_seconds}s); Ctrl-C to stop")
-        report = asyncio.run(run_forever(app))
-    if json_out:
-        print_json(report.as_json())
-        return
+    log = logging.getLogger("cadence.engine")
+    worker = worker_id()
+    with configured(worker, as_json=log_json, level=logging.WARNING if once and not log_json else logging.INFO):
+        _settle_edits(app, EditSource.FILES if use is None and app.settings.auto_apply else use)
+        metrics = Metrics(worker, app)
+        if metrics_port is not None:
+            _serve_metrics(metrics, metrics_host, metrics_port)
+        if once:
+            report = asyncio.run(run_once(app, worker=worker, metrics=metrics))
+        else:
+            started = f"cadence engine running (every {app.settings.engine.interval_seconds}s); Ctrl-C to stop"
+            if log_json:  # the journal gets JSON only
+                log.info(started, extra={"metrics_port": metrics_port})
+            else:
+                console.print(started)
+            report = asyncio.run(run_forever(app, worker=worker, metrics=metrics))
+        if json_out:
+            print_json(report.as_json())
+            return
+        if log_json:
+            log.info("engine stopped", extra=report.as_json())
+            return
     d = report.dispatch
     sent = ", ".join(f"{n} {ch}" for ch, n in sorted(d.sent.items())) or "nothing"
     console.print(
@@ -75,8 +108,21 @@ def run(
         errors.print(f"inbox: {problem}", markup=False)
 
 
+def _serve_metrics(metrics: Any, host: str, port: int) -> None:
+    """Prometheus' own HTTP server, in a daemon thread: a worker runs no other HTTP service."""
+    from prometheus_client import start_http_server
+
+    try:
+        start_http_server(port, addr=host, registry=metrics.registry)
+    except OSError as exc:
+        fail(f"--metrics-port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})")
+
+
 def _settle_edits(app: App, use: EditSource | None) -> None:
     """Never mix versions silently: edited files are applied, knowingly ignored, or the engine won't start."""
+    from cadence.manage.edit_apply import ApplyError, apply
+    from cadence.manage.edit_plan import pending_changes
+
     with app.engine.connect() as conn:
         pending = pending_changes(app, conn)
     if not pending:
@@ -107,6 +153,10 @@ def touches(
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """List touches, e.g. `--status unknown` for sends a dead worker may or may not have made."""
+    from rich.table import Table
+
+    from cadence.store import listings
+
     app = state(ctx).app()
     with app.engine.connect() as conn:
         rows = listings.touches(conn, status=status, lead_id=lead, limit=limit)
@@ -139,6 +189,8 @@ def retry_cmd(
     skip: bool = typer.Option(False, "--skip", help="Do not resend: record it as skipped and move the lead on"),
 ) -> None:
     """Resend an `unknown` touch (one a dead worker may or may not have sent)."""
+    from cadence.engine.retry import RetryError, retry
+
     app = state(ctx).app()
     try:
         console.print(retry(app, touch_id, skip=skip))
@@ -154,6 +206,10 @@ def tasks(
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """A rep's open call and manual tasks: overdue and due today first, then the hottest leads."""
+    from rich.table import Table
+
+    from cadence.enrollment.task_queue import task_queue
+
     app = state(ctx).app()
     try:
         queue = task_queue(app, owner=owner, due=due.value)

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from cadence.cli.context import state
 from cadence.cli.output import console, fail, print_json
 from cadence.clock import parse_instant
-from cadence.enrollment.enroll import enroll
-from cadence.enrollment.preview import Hypothetical, preview
-from cadence.enrollment.status import UnknownLead, lead_status
-from cadence.store.listings import new_leads_never_enrolled
 
 
 def enroll_cmd(
@@ -34,6 +28,11 @@ def enroll_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the enrolled and refused leads as JSON"),
 ) -> None:
     """Enroll leads into a sequence; refused leads are listed with the reason, and left unchanged."""
+    import csv
+    from itertools import chain
+
+    from cadence.enrollment.enroll import all_new_leads, enroll
+
     app = state(ctx).app()
     wanted = list(lead_ids or [])
     if csv_file is not None:
@@ -44,22 +43,25 @@ def enroll_cmd(
                 value = (row.get("id") or row.get("email") or "").strip()
                 if value:
                     wanted.append(value if row.get("id") else value.lower())
-    if all_new:
-        with app.engine.connect() as conn:
-            wanted += new_leads_never_enrolled(conn)
-    if not wanted:
+    streamed = all_new_leads(app) if all_new else iter(())
+    first = next(streamed, None)  # --all-new streams page by page: a million leads are never in memory at once
+    if not wanted and first is None:
         fail("name at least one lead (LEAD_ID..., --csv FILE or --all-new)")
+    leads = chain(wanted, [first] if first is not None else [], streamed)
     try:
-        report = enroll(app, sequence_id, wanted, force=force, allow_missing=allow_missing)
+        # Only --all-new: the store vouches each id comes once; the enrolled leads are listed only for --json.
+        report = enroll(
+            app, sequence_id, leads, force=force, allow_missing=allow_missing, unique=not wanted, keep=json_out
+        )
     except KeyError as exc:
         fail(str(exc.args[0]))
     if json_out:
         print_json(report.as_json())
     else:
-        console.print(f"enrolled {len(report.enrolled)} lead(s) into {sequence_id} v{report.version}")
+        console.print(f"enrolled {report.count} lead(s) into {sequence_id} v{report.version}")
         for r in report.refused:
             console.print(f"  refused {r['lead']}: {r['reason']}", markup=False, soft_wrap=True)
-    if report.refused and not report.enrolled:
+    if report.refused and not report.count:
         raise typer.Exit(1)
 
 
@@ -69,6 +71,10 @@ def status(
     json_out: bool = typer.Option(False, "--json", help="Print {lead, enrollments, touches, inbox} as JSON"),
 ) -> None:
     """A lead, its enrollments, every touch, and the latest replies read from the inbox."""
+    from rich.table import Table
+
+    from cadence.enrollment.status import UnknownLead, lead_status
+
     app = state(ctx).app()
     try:
         data = lead_status(app, lead_id)
@@ -120,6 +126,10 @@ def preview_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the steps as JSON"),
 ) -> None:
     """Every step's date and time, lead-local and UTC, before anything is sent."""
+    from rich.table import Table
+
+    from cadence.enrollment.preview import Hypothetical, preview
+
     app = state(ctx).app()
     if lead and (timezone or country):
         fail("use --lead, or --timezone/--country for a hypothetical lead, not both")

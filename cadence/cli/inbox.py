@@ -7,24 +7,21 @@ with the public fields `file`, `message_id`, `kind`, `lead`, `touch`, `action`, 
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
 from cadence.cli.context import state
 from cadence.cli.output import console, errors, fail, print_json, say_when_cut
 from cadence.clock import parse_instant
-from cadence.engine.inbox_poll import poll
-from cadence.engine.runner import worker_id
 from cadence.names import InboundKind
-from cadence.outcomes.inbound_mail import Processed, Source, take_in
-from cadence.outcomes.inbox_list import messages_read
-from cadence.outcomes.return_dates import midnight
+
+if TYPE_CHECKING:
+    from cadence.outcomes.inbound_mail import Processed
 
 inbox_app = typer.Typer(
     help="Replies, out-of-office replies and bounces read from the reps' mailboxes", no_args_is_help=True
@@ -47,6 +44,10 @@ def process(
     json_out: bool = typer.Option(False, "--json", help="One JSON object per message, one per line"),
 ) -> None:
     """Take raw messages through the same path as the IMAP poll (tests, support, an ESP's inbound route)."""
+    import json
+
+    from cadence.outcomes.inbound_mail import Source, take_in
+
     app = state(ctx).app()
     cap = app.settings.inbox.max_message_kib * 1024
     problems = 0
@@ -78,6 +79,9 @@ def poll_command(
     json_out: bool = typer.Option(False, "--json", help="Print what the poll did as JSON"),
 ) -> None:
     """Read the configured mailboxes now, apart from `cadence run` (which reads them every inbox.poll)."""
+    from cadence.engine.inbox_poll import poll
+    from cadence.engine.runner import worker_id
+
     app = state(ctx).app()
     if not app.settings.inbox.mailboxes:
         fail("no mailboxes: add them under inbox.mailboxes in config.yaml")
@@ -106,6 +110,8 @@ def poll_command(
 
 def _since(ctx: typer.Context, text: str | None) -> datetime | None:
     """A date means from midnight in config.yaml's zone (the office's day); a full time is taken as given."""
+    from cadence.outcomes.return_dates import midnight
+
     if text is None:
         return None
     app = state(ctx).app()
@@ -119,6 +125,10 @@ def _since(ctx: typer.Context, text: str | None) -> datetime | None:
 
 
 def _show(ctx: typer.Context, kinds: list[str], since: str | None, limit: int, json_out: bool) -> None:
+    from rich.table import Table
+
+    from cadence.outcomes.inbox_list import messages_read
+
     app = state(ctx).app()
     rows, total = messages_read(app, kinds=kinds, since=_since(ctx, since), limit=limit)
     if json_out:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from cadence.cli.context import state
 from cadence.cli.output import console, errors, fail, print_json
-from cadence.enrollment.lead_import import ImportReport, LeadError, count_rows, import_leads, read_rows
-from cadence.enrollment.lead_lists import LeadFilter, export_leads, list_leads
-from cadence.enrollment.lead_owners import UnknownOwner, assign_owner
+
+if TYPE_CHECKING:
+    from cadence.enrollment.lead_import import ImportReport
 
 leads_app = typer.Typer(help="Lead management", no_args_is_help=True)
 PROGRESS_FROM_ROWS = 2000
@@ -37,6 +36,10 @@ def import_(
 
     Exits 1 when any row was rejected (the good rows are still imported), or when the file cannot be read.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from cadence.enrollment.lead_import import LeadError, count_rows, import_leads, read_rows
+
     app = state(ctx).app()
     if not file.is_file():
         fail(f"{file}: no such file")
@@ -97,6 +100,10 @@ def list_(
     json_out: bool = typer.Option(False, "--json", help="Print the leads as a JSON list"),
 ) -> None:
     """Leads in id order, with their owner, stage and live sequences; says so when the list is cut."""
+    from rich.table import Table
+
+    from cadence.enrollment.lead_lists import LeadFilter, list_leads
+
     app = state(ctx).app()
     found = list_leads(app, LeadFilter(owner, stage, sequence, search), limit)
     note = found.cut_note
@@ -125,6 +132,8 @@ def export(
     search: str | None = SEARCH,
 ) -> None:
     """Write the matching leads as CSV, safe to open in a spreadsheet (formula cells escaped)."""
+    from cadence.enrollment.lead_lists import LeadFilter, export_leads
+
     app = state(ctx).app()
     try:
         written = export_leads(app, LeadFilter(owner, stage, sequence, search), file)
@@ -144,6 +153,8 @@ def assign(
 
     Exits 1 when a lead was refused (unknown); the others are still assigned.
     """
+    from cadence.enrollment.lead_owners import UnknownOwner, assign_owner
+
     app = state(ctx).app()
     try:
         result = assign_owner(app, lead_ids, owner)

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from cadence.app import App
 from cadence.cli.context import state
 from cadence.cli.output import console, fail, print_json
-from cadence.outcomes.dispositions import DispositionError, log_disposition
-from cadence.outcomes.events import record_event
-from cadence.outcomes.history import lead_history
-from cadence.outcomes.pauses import LeadNotFound, pause_lead, resume_lead
-from cadence.outcomes.return_dates import return_date
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from cadence.app import App
 
 
 def _until(app: App, lead_id: str, text: str | None) -> datetime | None:
     """A date (the lead is back that day, from midnight in the lead's own time zone) or an ISO time."""
+    from cadence.outcomes.return_dates import return_date
+
     try:
         return return_date(app, lead_id, text)
     except ValueError as exc:
@@ -36,6 +36,8 @@ def log(
     json_out: bool = typer.Option(False, "--json", help="Print the actions the rules took as JSON"),
 ) -> None:
     """Complete a call or task with a configured disposition code; the rules run at once."""
+    from cadence.outcomes.dispositions import DispositionError, log_disposition
+
     app = state(ctx).app()
     try:
         done = log_disposition(app, task_id, disposition, note, by=by)
@@ -59,6 +61,8 @@ def event(
     json_out: bool = typer.Option(False, "--json", help="Print the actions the rules took as JSON"),
 ) -> None:
     """Record an event from outside: replied, meeting_booked, out_of_office, unsubscribed, ..."""
+    from cadence.outcomes.events import record_event
+
     app = state(ctx).app()
     try:
         done = record_event(app, lead_id, name, until=_until(app, lead_id, until), note=note)
@@ -78,6 +82,8 @@ def pause(
     until: str | None = typer.Option(None, "--until", help="Resume automatically then (YYYY-MM-DD or ISO time)"),
 ) -> None:
     """Pause every live sequence of a lead."""
+    from cadence.outcomes.pauses import LeadNotFound, pause_lead
+
     app = state(ctx).app()
     try:
         paused = pause_lead(app, lead_id, _until(app, lead_id, until))
@@ -88,6 +94,8 @@ def pause(
 
 def resume(ctx: typer.Context, lead_id: str = typer.Argument(..., metavar="LEAD_ID")) -> None:
     """Resume a lead's paused sequences; the next step goes at the next allowed slot."""
+    from cadence.outcomes.pauses import LeadNotFound, resume_lead
+
     app = state(ctx).app()
     try:
         resumed = resume_lead(app, lead_id)
@@ -102,6 +110,10 @@ def history(
     json_out: bool = typer.Option(False, "--json", help="Print [{at, kind, detail, cause}] as JSON"),
 ) -> None:
     """The whole story of a lead: enrollments, touches, events, dispositions and actions, with causes."""
+    from rich.table import Table
+
+    from cadence.outcomes.history import lead_history
+
     app = state(ctx).app()
     try:
         items = lead_history(app, lead_id)

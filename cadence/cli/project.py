@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from importlib.resources import files
-from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from cadence.cli.context import state
 from cadence.cli.output import console, errors, fail, print_json
-from cadence.config import check_references, check_settings, quiet_window
-from cadence.spec.load import Windows, load_catalog
-from cadence.spec.source import Diagnostic
-from cadence.spec.templates import TemplateFolder
-from cadence.spec.values import Window
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+    from cadence.spec.source import Diagnostic
 
 
 def starter() -> Traversable:
     """The starter project shipped inside the package (read through importlib.resources, so a wheel has it)."""
+    from importlib.resources import files
+
     return files("cadence") / "starter"
 
 
@@ -48,6 +49,11 @@ def validate(
     ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="Print diagnostics as JSON")
 ) -> None:
     """Check config.yaml, every sequence and every template; exit 1 on any error."""
+    from cadence.config import check_references, check_settings, quiet_window
+    from cadence.spec.load import Windows, load_catalog
+    from cadence.spec.templates import TemplateFolder
+    from cadence.spec.values import Window
+
     path = state(ctx).config
     settings, diags = check_settings(path)
     sequences = 0

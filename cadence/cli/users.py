@@ -15,8 +15,6 @@ import typer
 
 from cadence.cli.context import state
 from cadence.cli.output import console, fail
-from cadence.config import check_settings
-from cadence.manage.users import add_user
 
 users_app = typer.Typer(help="Who may sign in to the web workspace (cadence serve)", no_args_is_help=True)
 
@@ -38,6 +36,9 @@ def add(
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input"),
 ) -> None:
     """Add a user (or set a user's new password): only the argon2 hash goes into config.yaml."""
+    from cadence.config import check_settings
+    from cadence.manage.users import add_user
+
     path = state(ctx).config
     if role not in (None, "sdr", "manager"):
         fail(f"--role must be sdr or manager, not {role!r}")

@@ -87,12 +87,12 @@ def _claim(app: App, worker_id: str, now: datetime, report: PassReport, *, isola
             reason = why_unusable(step, lead, row.dropped_channels or [], blocked, settings)
             if reason:
                 _skip(app, conn, row, lead, spec, planner, index, reason, now)
-                report.skipped += 1
+                report.add("skipped", step.channel)
                 return
             later = hold_until(step, lead, planner, now, lead_times.get(lead.id, []), sender_counts, settings)
             if later is not None:
                 enrollments.defer(conn, row.id, row.pending_touch_id, later)
-                report.deferred += 1
+                report.add("deferred", step.channel)
                 return
             message_id = None
             if step.channel == Channel.EMAIL:

@@ -59,13 +59,32 @@ class PassReport:
     unknown: int = 0
     dropped: int = 0  # results of claims this worker had lost (the touch was claimed again): not recorded
     batches: int = 0
+    by_channel: Counter[tuple[str, str]] = field(default_factory=Counter)  # (outcome, channel): what metrics count
+
+    def add(self, outcome: str, channel: str, n: int = 1) -> None:
+        """Count `n` touches of `channel` under `outcome` (a field's name: sent, skipped, failed, ...)."""
+        if outcome == "sent":
+            self.sent[channel] += n
+        else:
+            setattr(self, outcome, getattr(self, outcome) + n)
+        self.by_channel[(outcome, channel)] += n
 
     def merge(self, other: PassReport) -> None:
         for f in fields(self):
-            if f.name == "sent":
-                self.sent.update(other.sent)
+            mine = getattr(self, f.name)
+            if isinstance(mine, Counter):
+                mine.update(getattr(other, f.name))
             else:
-                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+                setattr(self, f.name, mine + getattr(other, f.name))
 
     def as_json(self) -> dict[str, Any]:
-        return {f.name: dict(self.sent) if f.name == "sent" else getattr(self, f.name) for f in fields(self)}
+        counts: dict[str, Any] = {
+            f.name: dict(self.sent) if f.name == "sent" else getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "by_channel"
+        }
+        per_channel: dict[str, dict[str, int]] = {}
+        for (outcome, channel), n in sorted(self.by_channel.items()):
+            per_channel.setdefault(channel, {})[outcome] = n
+        counts["by_channel"] = per_channel
+        return counts

@@ -26,6 +26,7 @@ from cadence.engine.jobs import Job, PassReport
 from cadence.names import TASK_CHANNELS, Channel, EnrollmentState, HistoryKind, TouchStatus
 from cadence.outcomes.completion import move_on, move_on_many
 from cadence.outcomes.events import on_event
+from cadence.outcomes.snooze import task_deadline
 from cadence.plan.planner import Planner
 from cadence.store import enrollments, history, touches
 from cadence.store.db import is_transient, isolated
@@ -45,12 +46,15 @@ RECORD_BACKOFF_SECONDS = 0.25  # doubled after each failed attempt: about 4 s in
 async def record_batch(
     app: App, worker_id: str, jobs: Sequence[Job], report: PassReport, *, backoff: float = RECORD_BACKOFF_SECONDS
 ) -> None:
-    """Record the batch, retrying a database error up to RECORD_ATTEMPTS times before giving up."""
+    """Record the batch, retrying a database error up to RECORD_ATTEMPTS times before giving up.
+
+    The database work runs in a thread: the event loop keeps the next batch's conversations moving.
+    """
     for attempt in range(1, RECORD_ATTEMPTS + 1):
         part = PassReport()
         try:
             try:
-                record(app, worker_id, jobs, app.clock.now(), part)
+                await asyncio.to_thread(record, app, worker_id, jobs, app.clock.now(), part)
             except Exception as exc:
                 if is_transient(exc):
                     raise
@@ -58,13 +62,16 @@ async def record_batch(
                 # aside only the one that fails again.
                 log.warning("recording the batch failed (%s); recording each touch on its own", describe(exc))
                 part = PassReport()
-                record(app, worker_id, jobs, app.clock.now(), part, isolate=True)
+                await asyncio.to_thread(record, app, worker_id, jobs, app.clock.now(), part, isolate=True)
         except Exception as exc:
             if not is_transient(exc):
                 raise
             if attempt == RECORD_ATTEMPTS:
                 log.error("recording %d touches failed %d times, last: %s", len(jobs), attempt, exc)
-                report.unknown += _unrecorded(app, worker_id, jobs, exc, attempt)
+                marked = await asyncio.to_thread(_unrecorded, app, worker_id, jobs, exc, attempt)
+                for job in jobs:
+                    if job.touch_id in marked:
+                        report.add("unknown", job.step.channel)
                 return
             log.warning("recording %d touches failed (attempt %d): %s; retrying", len(jobs), attempt, exc)
             await asyncio.sleep(backoff * 2 ** (attempt - 1))
@@ -89,7 +96,7 @@ def record(
                     job.touch_id,
                     "sent" if job.error is None else job.error,
                 )
-                report.dropped += 1
+                report.add("dropped", job.step.channel)
         mine = [j for j in jobs if j.touch_id in won]
         if not isolate:
             logged = _sent_history(conn, mine, now)
@@ -132,12 +139,12 @@ def _follow_up(
             detail = {"sequence": job.spec.id, "step": step.id, "channel": step.channel, "touch": job.touch_id}
             history.add(conn, lead_id, now, HistoryKind.TOUCH, {**detail, "status": TouchStatus.SENT})
             move_on(conn, app, job.claimed, job.planner, job.index, now, now)
-        report.sent[step.channel] += 1
+        report.add("sent", step.channel)
         return
     detail = {"sequence": job.spec.id, "step": step.id, "channel": step.channel, "touch": job.touch_id}
     if job.error is None:
         history.add(conn, lead_id, now, HistoryKind.TASK_OPENED, {**detail, "owner": job.lead.owner})
-        report.tasks_opened += 1
+        report.add("tasks_opened", step.channel)
         return  # the sequence waits for the task: logged, or expired by the sweep
     error = job.error
     result = results[job.touch_id]
@@ -145,15 +152,15 @@ def _follow_up(
         history.add(
             conn, lead_id, now, HistoryKind.TOUCH, {**detail, "status": TouchStatus.UNKNOWN, "error": str(error)}
         )
-        report.unknown += 1
+        report.add("unknown", step.channel)
         return  # the enrollment waits, like one whose worker died mid-send
     if result.status == TouchStatus.SCHEDULED:
         assert result.retry_at is not None
         enrollments.defer(conn, job.enrollment.id, job.touch_id, result.retry_at)
-        report.retrying += 1
+        report.add("retrying", step.channel)
         return
     history.add(conn, lead_id, now, HistoryKind.TOUCH, {**detail, "status": TouchStatus.FAILED, "error": str(error)})
-    report.failed += 1
+    report.add("failed", step.channel)
     event = error.event if isinstance(error, PermanentError) else None
     if event:
         on_event(
@@ -169,16 +176,11 @@ def _counted(job: Job, results: dict[int, Result]) -> PassReport:
     """How a set-aside job still counts: its touch was recorded, whatever failed after."""
     part = PassReport()
     status = results[job.touch_id].status
-    if status == TouchStatus.SENT:
-        part.sent[job.step.channel] += 1
-    elif status == TouchStatus.TASK_OPEN:
-        part.tasks_opened += 1
-    elif status == TouchStatus.UNKNOWN:
-        part.unknown += 1
-    elif status == TouchStatus.SCHEDULED:
-        part.retrying += 1
-    else:
-        part.failed += 1
+    outcome = {
+        TouchStatus.SENT: "sent", TouchStatus.TASK_OPEN: "tasks_opened", TouchStatus.UNKNOWN: "unknown",
+        TouchStatus.SCHEDULED: "retrying",
+    }.get(status, "failed")  # fmt: skip
+    part.add(outcome, job.step.channel)
     return part
 
 
@@ -186,7 +188,8 @@ def _result(app: App, job: Job, now: datetime) -> Result:
     """What to write on the touch: the status its send ended in, with the text that was sent."""
     step, attempts = job.step, job.attempts + 1
     if step.channel in TASK_CHANNELS and job.error is None:
-        return Result(job.touch_id, TouchStatus.TASK_OPEN, job.attempts, job.subject, job.body)
+        deadline = task_deadline(job.planner, now, app.settings.tasks.expire_after_days)  # the task opens now
+        return Result(job.touch_id, TouchStatus.TASK_OPEN, job.attempts, job.subject, job.body, expires_at=deadline)
     if job.error is None:
         provider = job.receipt.provider_id if job.receipt and step.channel == Channel.SMS else None
         return Result(job.touch_id, TouchStatus.SENT, attempts, job.subject, job.body, provider_id=provider)
@@ -233,8 +236,8 @@ def _retry_at(app: App, job: Job, attempts: int, now: datetime) -> datetime:
     )
 
 
-def _unrecorded(app: App, worker_id: str, jobs: Sequence[Job], exc: BaseException, attempts: int) -> int:
-    """Give up recording: what went out becomes `unknown`, saying why; returns how many were marked.
+def _unrecorded(app: App, worker_id: str, jobs: Sequence[Job], exc: BaseException, attempts: int) -> set[int]:
+    """Give up recording: what went out becomes `unknown`, saying why; returns the touches marked.
 
     If the database cannot take even this, the touches stay `sending` and the sweep calls
     them unknown when their lease runs out.
@@ -249,9 +252,9 @@ def _unrecorded(app: App, worker_id: str, jobs: Sequence[Job], exc: BaseExceptio
         results.append(Result(job.touch_id, TouchStatus.UNKNOWN, job.attempts + 1, job.subject, job.body, error))
     try:
         with app.engine.begin() as conn:
-            return len(touches.settle(conn, worker_id, app.clock.now(), results))
+            return set(touches.settle(conn, worker_id, app.clock.now(), results))
     except Exception as again:
         if not is_transient(again):
             raise
         log.error("could not mark %d unrecorded touches unknown either: %s", len(jobs), again)
-        return 0
+        return set()

@@ -18,13 +18,16 @@ import socket
 from collections import Counter
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
-from typing import Any
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
 
 from cadence.app import App
 from cadence.engine.dispatcher import Dispatcher, PassReport
 from cadence.engine.inbox_poll import PollReport, poll
 from cadence.engine.sweep import SweepReport, sweep
+
+if TYPE_CHECKING:
+    from cadence.engine.metrics import Metrics
 
 SWEEP_SECONDS = 60
 GRACE_SECONDS = 30.0  # how long SIGTERM waits for the batch in hand to be sent and recorded
@@ -63,7 +66,16 @@ async def _read_inbox(app: App, worker: str) -> PollReport:
     return await asyncio.to_thread(poll, app, worker)
 
 
-async def _with_transports(app: App) -> tuple[Dispatcher, AsyncExitStack]:
+def _sweep(app: App, metrics: Metrics | None) -> SweepReport:
+    done = sweep(app, app.clock.now())
+    if metrics is not None:
+        metrics.count_sweep(done)
+    return done
+
+
+async def _with_transports(
+    app: App, worker: str | None = None, metrics: Metrics | None = None
+) -> tuple[Dispatcher, AsyncExitStack]:
     from cadence.channels.email import make_email_transport
     from cadence.channels.sms import make_sms_transport
 
@@ -72,21 +84,28 @@ async def _with_transports(app: App) -> tuple[Dispatcher, AsyncExitStack]:
     stack.push_async_callback(email.aclose)
     sms = make_sms_transport(app.settings, app.clock)
     stack.push_async_callback(sms.aclose)
-    return Dispatcher(app, email, sms, worker_id()), stack
+    return Dispatcher(app, email, sms, worker or worker_id(), metrics), stack
 
 
-async def run_once(app: App) -> RunReport:
+async def run_once(app: App, *, worker: str | None = None, metrics: Metrics | None = None) -> RunReport:
     """One full pass at the clock's now: read the inbox (a reply stops what is due), sweep, then drain."""
     report = RunReport()
-    dispatcher, stack = await _with_transports(app)
+    dispatcher, stack = await _with_transports(app, worker, metrics)
     async with stack:
         report.absorb_poll(await _read_inbox(app, dispatcher.worker_id))
-        report.sweep.absorb(sweep(app, app.clock.now()))
+        report.sweep.absorb(_sweep(app, metrics))
         report.dispatch = await dispatcher.drain()
     return report
 
 
-async def run_forever(app: App, *, on_pass: Any = None, grace_seconds: float = GRACE_SECONDS) -> RunReport:
+async def run_forever(
+    app: App,
+    *,
+    on_pass: Any = None,
+    grace_seconds: float = GRACE_SECONDS,
+    worker: str | None = None,
+    metrics: Metrics | None = None,
+) -> RunReport:
     """Drain due work every `engine.interval_seconds` and sweep every minute, until SIGTERM or SIGINT.
 
     On a signal no new batch is claimed; the batch in hand finishes sending and is recorded
@@ -103,7 +122,7 @@ async def run_forever(app: App, *, on_pass: Any = None, grace_seconds: float = G
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    dispatcher, stack = await _with_transports(app)
+    dispatcher, stack = await _with_transports(app, worker, metrics)
 
     async def drain() -> None:
         if stop.is_set():
@@ -118,7 +137,7 @@ async def run_forever(app: App, *, on_pass: Any = None, grace_seconds: float = G
         if stop.is_set():
             return
         async with busy:
-            report.sweep.absorb(sweep(app, app.clock.now()))
+            report.sweep.absorb(_sweep(app, metrics))
 
     async def read_inbox() -> None:
         if not stop.is_set():  # beside dispatch, not under its lock: a slow mailbox never holds up sending
@@ -127,18 +146,18 @@ async def run_forever(app: App, *, on_pass: Any = None, grace_seconds: float = G
     scheduler = AsyncIOScheduler(timezone=UTC)
     common: dict[str, Any] = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
     async with stack:
-        report.sweep.absorb(sweep(app, app.clock.now()))  # expired leases first, before any claim
-        now = app.clock.now()
-        scheduler.add_job(
-            housekeeping, "interval", seconds=SWEEP_SECONDS, next_run_time=now + timedelta(seconds=SWEEP_SECONDS),
-            id="sweep", **common,
-        )  # fmt: skip
-        scheduler.add_job(
-            drain, "interval", seconds=app.settings.engine.interval_seconds, next_run_time=now, id="drain", **common
-        )
+        report.sweep.absorb(_sweep(app, metrics))  # expired leases first, before any claim
+        # APScheduler keeps real time (it is a timer, not the business clock): its jobs start from its
+        # own now, so a pinned CADENCE_NOW never makes it replay the intervals between then and now.
+        # The first drain and the first inbox read run at once, then every interval.
+        every_drain = app.settings.engine.interval_seconds
+        scheduler.add_job(housekeeping, "interval", seconds=SWEEP_SECONDS, id="sweep", **common)
+        scheduler.add_job(drain, "interval", seconds=every_drain, id="drain", **common)
+        scheduler.add_job(drain, id="first drain", **common)
         if app.settings.inbox.mailboxes:
             every = app.settings.inbox.poll_interval.total_seconds()
-            scheduler.add_job(read_inbox, "interval", seconds=every, next_run_time=now, id="inbox", **common)
+            scheduler.add_job(read_inbox, "interval", seconds=every, id="inbox", **common)
+            scheduler.add_job(read_inbox, id="first inbox read", **common)
         scheduler.start()
         try:
             await stop.wait()

@@ -6,7 +6,8 @@
   says to resend. The worker, if it was only slow, may still settle it with what
   really happened, as long as nobody claimed the touch again.
 - An open task nobody worked for `tasks.expire_after_days` allowed days expires,
-  so no lead stalls for ever; the sequence moves on.
+  so no lead stalls for ever; the sequence moves on. Its deadline is stored when it
+  opens, so expiring is one UPDATE on an index of open tasks by deadline.
 - A paused enrollment whose pause is over resumes; a lead whose cool-off is over is
   enrolled into its recycle sequence.
 """
@@ -14,7 +15,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from collections import Counter
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -24,16 +26,19 @@ from cadence.names import LIVE_STATES, Channel, Event, HistoryKind, TouchStatus
 from cadence.outcomes.completion import move_on
 from cadence.outcomes.events import on_event
 from cadence.outcomes.pauses import resume_enrollment
+from cadence.outcomes.snooze import task_deadline
 from cadence.store import enrollments, history, leads, recycles, tasks, touches
 from cadence.store.db import is_transient, isolated
-from cadence.store.rows import TouchRow
+from cadence.store.rows import EnrollmentRow, TouchRow
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from cadence.app import App
+    from cadence.plan.planner import Planner
 
 log = logging.getLogger("cadence.engine")
+UNDATED_BATCH = 500  # open tasks without a deadline dated a sweep (a minute): a backlog clears in a few
 
 
 @dataclass
@@ -43,13 +48,14 @@ class SweepReport:
     expired: int = 0
     resumed: int = 0
     recycled: int = 0
+    unknown_by_channel: Counter[str] = field(default_factory=Counter)  # the lost claims, by channel: for metrics
 
     def absorb(self, other: SweepReport) -> None:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
     def as_json(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "unknown_by_channel"}
 
 
 def sweep(app: App, now: datetime) -> SweepReport:
@@ -119,44 +125,68 @@ def _expire_leases(app: App, conn: Connection, now: datetime, report: SweepRepor
             report.resent += 1
         else:
             report.unknown += 1
+            report.unknown_by_channel[touch.channel] += 1
         detail = {"touch": touch.id, "step": touch.step_id, "status": TouchStatus.UNKNOWN}
         history.add(conn, touch.lead_id, now, HistoryKind.TOUCH, detail)
 
 
 def _expire_tasks(app: App, conn: Connection, now: datetime, report: SweepReport) -> None:
+    """Date the open tasks still without a deadline, expire every task past its deadline in one
+    UPDATE, then tell the rules and move each sequence on, each task in its own savepoint."""
     days = app.settings.tasks.expire_after_days
-    for task in tasks.open_since_before(conn, now - timedelta(days=1)):
+    _date_tasks(app, conn, days)
+    reason = f"not worked within {days} allowed days"
+    for task in tasks.expire_due(conn, now, reason):
         try:
             with isolated(conn):
-                expired = _expire_task(app, conn, task, days, now)
+                _after_expiry(app, conn, task, now)
         except Exception as exc:
             if is_transient(exc):
                 raise
-            reason = set_aside(conn, task.lead_id, task.enrollment_id, now, f"expiring task {task.id}", exc)
-            expired = tasks.expire(conn, task.id, now, f"not worked within {days} allowed days; {reason}")
-        if expired:
-            report.expired += 1
+            why = set_aside(conn, task.lead_id, task.enrollment_id, now, f"expiring task {task.id}", exc)
+            tasks.explain_expiry(conn, task.id, f"{reason}; {why}")
+        report.expired += 1
 
 
-def _expire_task(app: App, conn: Connection, task: TouchRow, days: int, now: datetime) -> bool:
-    """Expire one task past its deadline (in the lead's calendar), tell the rules, and move its sequence on."""
+def _date_tasks(app: App, conn: Connection, days: int) -> None:
+    """Give open tasks without a deadline theirs, UNDATED_BATCH a sweep, oldest first.
+
+    A task is dated when it opens or is snoozed; these are the ones opened before deadlines
+    were stored (migration 0007) and a rule's note to the owner (`store.tasks.open_for_owner`).
+    A task whose lead's calendar cannot be worked out gets its allowed days as plain days, so
+    it still expires; what follows its expiry then fails again, and sets it aside with why.
+    """
+    dated: list[tuple[int, datetime]] = []
+    for task in tasks.undated(conn, UNDATED_BATCH):
+        try:
+            with isolated(conn):
+                _, planner = _plan_of(app, conn, task)
+                dated.append((task.id, task_deadline(planner, task.due_at, days)))
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("task %d: no deadline in the lead's calendar (%s); %d days it is", task.id, describe(exc), days)
+            dated.append((task.id, task.due_at + timedelta(days=days)))
+    tasks.date_many(conn, dated)
+
+
+def _plan_of(app: App, conn: Connection, task: TouchRow) -> tuple[EnrollmentRow, Planner]:
+    """A task's enrollment, and the planner of its lead in that enrollment's sequence version."""
     enrollment = enrollments.get(conn, task.enrollment_id)
     lead = leads.get(conn, task.lead_id)
     assert enrollment is not None and lead is not None
     spec, _ = app.specs.get(conn, enrollment.version_id)
-    planner = app.planner(spec, lead.timezone, lead.country, lead.region)
-    cal = planner.calendar
-    deadline = cal.bounds(cal.add_allowed_days(cal.local_date(task.due_at), days))[1]
-    if now < deadline:
-        return False
-    if not tasks.expire(conn, task.id, now, f"not worked within {days} allowed days"):
-        return False
+    return enrollment, app.planner(spec, lead.timezone, lead.country, lead.region)
+
+
+def _after_expiry(app: App, conn: Connection, task: TouchRow, now: datetime) -> None:
+    """What follows a task's expiry: the rules hear of it, and its sequence moves on."""
+    enrollment, planner = _plan_of(app, conn, task)
     on_event(
-        conn, app, lead.id, Event.EXPIRED, now, cause="task expired", detail={"touch": task.id},
+        conn, app, task.lead_id, Event.EXPIRED, now, cause="task expired", detail={"touch": task.id},
         channel=Channel.TASK, enrollments=[enrollment] if enrollment.state in LIVE_STATES else [],
     )  # fmt: skip
     current = enrollments.get(conn, enrollment.id)
     if current is not None and current.state in LIVE_STATES and current.pending_touch_id == task.id:
         assert current.next_index is not None
         move_on(conn, app, current, planner, current.next_index, now, now)  # paused: nothing due until resumed
-    return True

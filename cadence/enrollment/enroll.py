@@ -11,14 +11,15 @@ against races: a chunk that loses one is redone lead by lead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from cadence.enrollment.readiness import Readiness
 from cadence.names import CLOSED_STAGES, HistoryKind, SequenceKind, Stage
-from cadence.store import enrolling, history, recycles
+from cadence.store import enrolling, history, listings, recycles
 from cadence.store.enrolling import Batch, Candidate
 from cadence.store.errors import Conflict
 from cadence.store.versions import for_enrollment, publish
@@ -39,6 +40,7 @@ class EnrollReport:
     version: int = 0
     enrolled: list[dict[str, Any]] = field(default_factory=list)
     refused: list[dict[str, str]] = field(default_factory=list)
+    count: int = 0  # leads enrolled, whether or not `enrolled` lists them (see `enroll(keep=...)`)
 
     def as_json(self) -> dict[str, Any]:
         return {"sequence": self.sequence, "version": self.version, "enrolled": self.enrolled, "refused": self.refused}
@@ -122,30 +124,35 @@ def enroll(
     force: bool = False,
     allow_missing: bool = False,
     progress: Callable[[int], None] | None = None,
+    unique: bool = False,
+    keep: bool = True,
 ) -> EnrollReport:
     """Enroll by hand (`cadence enroll`): refused leads are listed with the reason and left unchanged.
 
     `force` enrolls leads a pending recycle or the cool-off would refuse, and cancels
     their pending recycles (the lead's history says so). A lead whose data a step's template
     needs but lacks is refused, naming the field and the template, unless `allow_missing`.
+
+    `lead_ids` is read a chunk at a time, so it may stream from the store: with `unique` (the
+    caller vouches that no id repeats) nothing remembers the ids already seen, and without
+    `keep` the report counts the enrolled leads instead of listing them, so enrolling a
+    million leads holds one chunk in memory, not a million.
     """
     now = app.clock.now()
     report = EnrollReport(sequence_id)
-    wanted = list(dict.fromkeys(lid.strip() for lid in lead_ids if lid.strip()))
+    wanted = _stripped(lead_ids) if unique else iter(dict.fromkeys(_stripped(lead_ids)))
     with app.engine.connect() as conn:
         current = for_enrollment(conn, app.catalog, sequence_id, now, publish_now=False)
         target = Target(sequence_id, current.spec, current.id, current.version)
         if not allow_missing:
             target.readiness = _readiness(app, conn, target)
     planners: dict[tuple[str | None, str | None, str | None], Planner] = {}  # one per (zone, country, region)
-    for start in range(0, len(wanted), CHUNK):
-        chunk = wanted[start : start + CHUNK]
+    while chunk := list(islice(wanted, CHUNK)):
         published_before = target.id
         try:
             with app.engine.begin() as conn:
                 done, refused = _enroll_chunk(app, conn, target, chunk, now, cause, force, planners)
-            report.enrolled += done
-            report.refused += refused
+            _add(report, done, refused, keep)
         except Conflict:
             # A concurrent enrollment won a race for some lead: redo this chunk lead by lead,
             # so the others still go in and the loser is refused with its reason.
@@ -155,8 +162,7 @@ def enroll(
                 try:
                     with app.engine.begin() as conn:
                         done, refused = _enroll_chunk(app, conn, target, [lead_id], now, cause, force, planners)
-                    report.enrolled += done
-                    report.refused += refused
+                    _add(report, done, refused, keep)
                 except Conflict:
                     target.id = published_before
                     report.refused.append(
@@ -166,6 +172,33 @@ def enroll(
             progress(len(chunk))
     report.version = target.version
     return report
+
+
+def all_new_leads(app: App, page: int = CHUNK) -> Iterator[str]:
+    """Every lead in stage `new` never enrolled anywhere, read a page at a time (`enroll --all-new`).
+
+    Paged by id, each page in its own short read: a million new leads stream through `enroll`
+    a chunk at a time instead of sitting in memory, and leads enrolled meanwhile drop out.
+    """
+    after: str | None = None
+    while True:
+        with app.engine.connect() as conn:
+            ids = listings.new_leads_never_enrolled_after(conn, after, page)
+        yield from ids
+        if len(ids) < page:
+            return
+        after = ids[-1]
+
+
+def _stripped(lead_ids: Iterable[str]) -> Iterator[str]:
+    return (stripped for lid in lead_ids if (stripped := lid.strip()))
+
+
+def _add(report: EnrollReport, done: list[dict[str, Any]], refused: list[dict[str, str]], keep: bool) -> None:
+    report.count += len(done)
+    if keep:
+        report.enrolled += done
+    report.refused += refused
 
 
 def enroll_in(

@@ -3,10 +3,11 @@
 `1h` is an hour from now; `tomorrow` is the opening of the step's window on the lead's next
 working day (their zone, weekdays and holidays: "tomorrow" on a Friday is Monday morning);
 a date `YYYY-MM-DD` is that day's window opening for the lead, and must be a working day.
-The task's due time moves, so it leaves today's list and comes back when due, and the sweep,
-which dates expiry from the due time, gives it its allowed days again from there. The move
-is a compare-and-set (`store.tasks.snooze`): a task logged, expired or reassigned meanwhile is
-left as it is, and the rep is told. Each snooze is written to the lead's history.
+The task's due time moves, so it leaves today's list and comes back when due, and its deadline
+(`task_deadline`, dated from the due time) moves with it: it gets its allowed days again from
+there. The move is a compare-and-set (`store.tasks.snooze`): a task logged, expired or
+reassigned meanwhile is left as it is, and the rep is told. Each snooze is written to the
+lead's history.
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ class Snoozed:
     lead_id: str
     until: datetime
     timezone: str  # the lead's zone, to say "9:00 am in Denver"
+
+
+def task_deadline(planner: Planner, due_at: datetime, days: int) -> datetime:
+    """When an open task due at `due_at` expires if nobody works it: the close of the lead's
+    window on the `days`-th allowed day after the day it fell due (`tasks.expire_after_days`).
+
+    Computed when the task opens or is snoozed, and stored (`touch.expires_at`), so the sweep
+    expires tasks with one indexed UPDATE instead of reading every open task each minute.
+    """
+    cal = planner.calendar
+    return cal.bounds(cal.add_allowed_days(cal.local_date(due_at), days))[1]
 
 
 def snooze_until(planner: Planner, step_id: str, choice: str, now: datetime) -> datetime:
@@ -82,7 +94,8 @@ def snooze_task(app: App, task_id: int, choice: str, *, owner: str | None, by: s
         spec, _ = app.specs.get(conn, enrollment.version_id)
         planner = app.planner(spec, lead.timezone, lead.country, lead.region)
         until = snooze_until(planner, task.step_id, choice, now)
-        if not tasks.snooze(conn, task_id, owner, until):
+        deadline = task_deadline(planner, until, app.settings.tasks.expire_after_days)
+        if not tasks.snooze(conn, task_id, owner, until, deadline):
             raise SnoozeError(f"task {task_id} changed meanwhile (logged, expired or reassigned); reload the page")
         detail = {
             "action": "snoozed", "task": task_id, "step": task.step_id, "from": task.due_at.isoformat(),

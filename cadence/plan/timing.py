@@ -18,10 +18,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from cadence.config import known_calendar
+from cadence.spec import values
 from cadence.spec.values import (
     WEEKDAYS,
     Window,
-    holiday_calendar,
     parse_duration,
     parse_time_of_day,
     parse_weekdays,
@@ -42,6 +43,35 @@ __all__ = [
 ]
 
 _MAX_SEARCH_DAYS = 3 * 366
+
+
+class _Holidays:
+    """A country's public holidays, built the first time a date is asked about.
+
+    Building one imports every country's calendar module, and many calendars only ever answer
+    "which local day is it" (`cadence tasks` dates each open task in its lead's zone).
+    """
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self._days: Container[date] | None = None
+
+    def __contains__(self, day: object) -> bool:
+        if self._days is None:
+            self._days = values.holiday_calendar(self.code)
+        return day in self._days
+
+    def __repr__(self) -> str:
+        return f"holidays({self.code})"
+
+
+@lru_cache(maxsize=256)
+def holiday_calendar(code: str) -> Container[date]:
+    """The public holidays of a country (ISO 3166 alpha-2, optionally COUNTRY-SUBDIV); ValueError when
+    the holidays library has none. A plainly known code is built on first use, any other now."""
+    if known_calendar(code):
+        return _Holidays(code)
+    return values.holiday_calendar(code)
 
 
 @lru_cache(maxsize=65536)

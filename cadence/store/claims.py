@@ -61,16 +61,21 @@ def recent_touches(conn: Connection, lead_ids: Iterable[str], since: datetime) -
 
 # Sent since `since`, in flight now, or possibly sent (`unknown`, dated by when it was due): an
 # `unknown` touch may have reached the lead, so it counts towards every cap as if it had. Built once.
+# One part per status, each a search of (lead_id, status, sent_at) for a lead: the parts are disjoint
+# (a touch has one status), and none reads a lead's older touches, let alone every sent touch.
 _SINCE = bindparam("since", type_=TouchT.c.sent_at.type)
-_RECENT = select(TouchT.c.lead_id, TouchT.c.sent_at, TouchT.c.lease_until, TouchT.c.due_at).where(
-    TouchT.c.lead_id.in_(bindparam("lead_ids", expanding=True)),
-    TouchT.c.status.in_(COUNTED_STATUSES),
-    TouchT.c.step_index >= 0,
-    or_(
-        TouchT.c.sent_at >= _SINCE,
-        TouchT.c.status == TouchStatus.SENDING,
-        and_(TouchT.c.status == TouchStatus.UNKNOWN, TouchT.c.due_at >= _SINCE),
-    ),
+_DONE_WITH = tuple(s for s in COUNTED_STATUSES if s not in (TouchStatus.SENDING, TouchStatus.UNKNOWN))
+
+
+def _recent(*where: Any) -> Any:
+    return select(TouchT.c.lead_id, TouchT.c.sent_at, TouchT.c.lease_until, TouchT.c.due_at).where(
+        TouchT.c.lead_id.in_(bindparam("lead_ids", expanding=True)), TouchT.c.step_index >= 0, *where
+    )
+
+
+_RECENT = _recent(TouchT.c.status.in_(_DONE_WITH), TouchT.c.sent_at >= _SINCE).union_all(
+    _recent(TouchT.c.status == TouchStatus.SENDING),
+    _recent(TouchT.c.status == TouchStatus.UNKNOWN, or_(TouchT.c.sent_at >= _SINCE, TouchT.c.due_at >= _SINCE)),
 )
 
 
@@ -82,26 +87,34 @@ def sender_counts(
     In flight (`sending`) counts in both; `unknown` is dated by when it was due, since it may
     have gone out. Two counts a sender rather than a row per email: with caps raised, a
     sender's day holds many thousands of sends and every claim would read them all.
+    Each status is counted apart, by a search of (sender, status, sent_at): the sender's
+    emails sent today, in flight, or unknown, never the mailbox's whole history.
     """
     ids = list(set(senders))
     if not ids:
         return {}
-    sent_at = case((TouchT.c.status == TouchStatus.UNKNOWN, TouchT.c.due_at), else_=TouchT.c.sent_at)
-    in_flight = TouchT.c.status == TouchStatus.SENDING
-    today = and_(sent_at >= day_start, sent_at < day_end)
+    since = min(day_start, minute_ago)
+
+    def part(status: TouchStatus, at: Any) -> Any:
+        """One status's emails of the senders, each 1 or 0 for today and for this minute."""
+        recent: list[Any] = []
+        if status == TouchStatus.SENDING:  # in flight: counts in both
+            today = this_minute = TouchT.c.status == TouchStatus.SENDING
+        else:
+            today, this_minute, recent = and_(at >= day_start, at < day_end), at > minute_ago, [at >= since]
+        return select(
+            TouchT.c.sender.label("sender"),
+            case((today, 1), else_=0).label("today"),
+            case((this_minute, 1), else_=0).label("this_minute"),
+        ).where(TouchT.c.sender.in_(ids), TouchT.c.status == status, TouchT.c.channel == Channel.EMAIL, *recent)
+
+    emails = (
+        part(TouchStatus.SENT, TouchT.c.sent_at)
+        .union_all(part(TouchStatus.SENDING, None), part(TouchStatus.UNKNOWN, TouchT.c.due_at))
+        .subquery()
+    )
     rows = conn.execute(
-        select(
-            TouchT.c.sender,
-            func.sum(case((or_(in_flight, today), 1), else_=0)),
-            func.sum(case((or_(in_flight, sent_at > minute_ago), 1), else_=0)),
-        )
-        .where(
-            TouchT.c.sender.in_(ids),
-            TouchT.c.channel == Channel.EMAIL,
-            TouchT.c.status.in_((TouchStatus.SENDING, TouchStatus.SENT, TouchStatus.UNKNOWN)),
-            or_(in_flight, sent_at >= min(day_start, minute_ago)),
-        )
-        .group_by(TouchT.c.sender)
+        select(emails.c.sender, func.sum(emails.c.today), func.sum(emails.c.this_minute)).group_by(emails.c.sender)
     )
     return {sender: [int(on_day or 0), int(last_minute or 0)] for sender, on_day, last_minute in rows}
 

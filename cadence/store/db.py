@@ -4,23 +4,31 @@ The schema is created and upgraded only by Alembic (`cadence/store/migrations/`,
 the package and found through importlib.resources, so an installed wheel migrates too). Every command
 that opens the store brings it to head first; on PostgreSQL an advisory lock makes
 concurrent `cadence run` processes upgrade one at a time.
+
+Finding the store already at head, which is every command but the first after a release, costs one
+SELECT: the head is `SCHEMA_HEAD`, written here, so neither alembic nor the migration files are
+loaded for it (tests/unit/test_cli_imports.py holds it equal to alembic's own head).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.pool import NullPool
 
 MIGRATIONS = "cadence.store:migrations"  # a package resource: Alembic opens it with importlib.resources
+SCHEMA_HEAD = "0007"  # the newest migration's revision: bump it with every migration added
+VERSION_TABLE = "alembic_version"
 _LOCK_ID = 0x0CADE9CE
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # A database error's text reaches logs and a lead's history: never with the statement's values
+    # (lead ids, addresses, Message-IDs), only with the statement.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
@@ -54,20 +62,20 @@ def alembic_config(url: str) -> Any:
     return cfg
 
 
-@lru_cache(maxsize=1)
 def head_revision() -> str:
-    from alembic.script import ScriptDirectory
-
-    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
-    assert head is not None
-    return head
+    """This release's schema revision (alembic's head, without reading the migration files)."""
+    return SCHEMA_HEAD
 
 
 def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
+    """The revision the database is at, read from alembic's version table; None when it has none yet."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table(VERSION_TABLE):
+            return None
+        found = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    if len(found) > 1:
+        raise RuntimeError(f"{VERSION_TABLE} holds {len(found)} revisions ({', '.join(found)}); cadence has one head")
+    return found[0] if found else None
 
 
 def upgrade(engine: Engine) -> None:

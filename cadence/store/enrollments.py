@@ -219,8 +219,12 @@ def drop_channels(conn: Connection, enrollment_id: int, channels: Iterable[str])
 
 
 def paused_until_before(conn: Connection, now: datetime) -> list[EnrollmentRow]:
-    """Paused enrollments whose pause is over."""
-    query = select(*EnrollmentT.c).where(E.state == EnrollmentState.PAUSED, E.paused_until <= now).order_by(E.id)
+    """Paused enrollments whose pause is over, the longest over first (a range of `ix_enrollment_paused_until`)."""
+    query = (
+        select(*EnrollmentT.c)
+        .where(E.state == EnrollmentState.PAUSED, E.paused_until <= now)
+        .order_by(E.paused_until, E.id)
+    )
     return [EnrollmentRow._make(row) for row in conn.execute(query)]
 
 

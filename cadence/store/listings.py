@@ -46,6 +46,16 @@ def new_leads_never_enrolled(conn: Connection) -> list[str]:
     return list(conn.execute(query).scalars())
 
 
+def new_leads_never_enrolled_after(conn: Connection, after: str | None, limit: int) -> list[str]:
+    """The next `limit` such leads with an id after `after`, in id order: `enroll --all-new` reads a page at a time,
+    so a million new leads never sit in memory at once (keyset paging: each page is an index range)."""
+    never = select(E.lead_id)
+    query = select(LeadT.c.id).where(LeadT.c.stage == Stage.NEW, LeadT.c.id.not_in(never))
+    if after is not None:
+        query = query.where(LeadT.c.id > after)
+    return list(conn.execute(query.order_by(LeadT.c.id).limit(limit)).scalars())
+
+
 def enrolled_lead_ids(conn: Connection) -> list[str]:
     """Every lead that was ever enrolled, in id order."""
     return list(conn.execute(select(E.lead_id).distinct().order_by(E.lead_id)).scalars())

@@ -85,6 +85,7 @@ class TouchRow(NamedTuple):
     error: str | None
     disposition: str | None
     note: str | None
+    expires_at: datetime | None = None  # an open task's deadline (store/tasks.py)
 
 
 class HistoryRow(NamedTuple):

@@ -41,10 +41,13 @@ def suppressed(conn: Connection, pairs: Iterable[tuple[str, str]]) -> dict[tuple
     wanted = set(pairs)
     if not wanted:
         return {}
-    addresses = list({a for _, a in wanted})
+    # Both key columns constrained: the primary key is searched for each (channel, address) pair
+    # (a condition on the address alone cannot use a key that starts with the channel).
+    channels = sorted({c for c, _ in wanted})
+    addresses = sorted({a for _, a in wanted})
     rows = conn.execute(
         select(SuppressionT.c.channel, SuppressionT.c.address, SuppressionT.c.reason).where(
-            SuppressionT.c.address.in_(addresses)
+            SuppressionT.c.channel.in_(channels), SuppressionT.c.address.in_(addresses)
         )
     )
     return {(c, a): reason for c, a, reason in rows if (c, a) in wanted}

@@ -82,6 +82,13 @@ class Enrollment(SQLModel, table=True):
             sqlite_where=text("kind = 'outbound' AND state IN ('active', 'paused')"),
             postgresql_where=text("kind = 'outbound' AND state IN ('active', 'paused')"),
         ),
+        # Pauses that end (not those set aside until someone looks): the sweep resumes those past `paused_until`.
+        Index(
+            "ix_enrollment_paused_until",
+            "paused_until",
+            sqlite_where=text("state = 'paused' AND paused_until IS NOT NULL"),
+            postgresql_where=text("state = 'paused' AND paused_until IS NOT NULL"),
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     lead_id: str = Field(foreign_key="lead.id", max_length=200, index=True)
@@ -102,9 +109,26 @@ class Enrollment(SQLModel, table=True):
 
 
 class Touch(SQLModel, table=True):
-    """One step carried out (or being carried out) for one lead."""
+    """One step carried out (or being carried out) for one lead.
 
-    __table_args__ = (Index("ix_touch_status_lease", "status", "lease_until"),)
+    An open task expires at `expires_at`, its deadline in the lead's calendar, set when it
+    opens or is snoozed (NULL until the sweep dates it, for tasks opened before the column).
+    """
+
+    __table_args__ = (
+        Index("ix_touch_status_lease", "status", "lease_until"),  # lost claims: sending, lease run out
+        # A claim's caps count a lead's touches and a mailbox's emails, of one status, since a moment.
+        Index("ix_touch_lead_id_status_sent_at", "lead_id", "status", "sent_at"),
+        Index("ix_touch_sender_status_sent_at", "sender", "status", "sent_at", "channel"),
+        # Open tasks by deadline (NULL: not dated yet): the sweep expires those past it in one UPDATE.
+        Index(
+            "ix_touch_open_expires_at",
+            "status",
+            "expires_at",
+            sqlite_where=text("status = 'task_open'"),
+            postgresql_where=text("status = 'task_open'"),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
     lead_id: str = Field(foreign_key="lead.id", max_length=200, index=True)
@@ -130,6 +154,7 @@ class Touch(SQLModel, table=True):
     error: str | None = None
     disposition: str | None = Field(default=None, max_length=60)
     note: str | None = None
+    expires_at: datetime | None = _utc()
 
 
 class Suppression(SQLModel, table=True):

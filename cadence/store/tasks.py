@@ -2,13 +2,19 @@
 
 A task closes once: logging a disposition and expiring both expect `task_open`, so a
 rep and the sweep racing for the same task cannot both close it.
+
+An open task carries its deadline (`expires_at`), set when it opens (`touches.settle`) or is
+snoozed, so expiring is one UPDATE on the partial index of open tasks by deadline. A task
+without one (opened before the column existed, or by `open_for_owner`) is dated by the
+sweep (`undated`, `date_many`), a bounded batch at a time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from cadence.names import Channel, TouchStatus
 from cadence.store.rows import TouchRow
@@ -44,10 +50,49 @@ def complete(conn: Connection, task_id: int, code: str, note: str | None, now: d
     return conn.execute(query).rowcount == 1
 
 
-def open_since_before(conn: Connection, opened_before: datetime) -> list[TouchRow]:
-    """Open tasks opened before `opened_before`: the candidates for expiry."""
-    query = select(*TouchT.c).where(T.status == TouchStatus.TASK_OPEN, T.due_at < opened_before).order_by(T.id)
+def undated(conn: Connection, limit: int) -> list[TouchRow]:
+    """Up to `limit` open tasks without a deadline yet, oldest first, locked for this transaction.
+
+    On PostgreSQL, another worker's sweep skips the tasks this one is dating (`SKIP LOCKED`).
+    The lock also keeps `status = 'task_open'` among the index conditions: for a row it does not
+    lock, PostgreSQL drops a condition the partial index's predicate implies, and the search of
+    `ix_touch_open_expires_at` (status, expires_at) would become a walk of every open task.
+    """
+    query = (
+        select(*TouchT.c).where(T.status == TouchStatus.TASK_OPEN, T.expires_at.is_(None)).order_by(T.id).limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
     return [TouchRow._make(row) for row in conn.execute(query)]
+
+
+_DATE = (
+    update(TouchT)
+    .where(T.id == bindparam("d_task"), T.status == TouchStatus.TASK_OPEN, T.expires_at.is_(None))
+    .values(expires_at=bindparam("d_deadline"))
+)
+
+
+def date_many(conn: Connection, deadlines: Sequence[tuple[int, datetime]]) -> None:
+    """Give open tasks without a deadline theirs: (task id, deadline) pairs, in one executemany."""
+    if deadlines:
+        conn.execute(_DATE, [{"d_task": task_id, "d_deadline": at} for task_id, at in deadlines])
+
+
+def expire_due(conn: Connection, now: datetime, reason: str) -> list[TouchRow]:
+    """Expire every open task whose deadline has passed, in one UPDATE; the tasks it expired, by id."""
+    query = (
+        update(TouchT)
+        .where(T.status == TouchStatus.TASK_OPEN, T.expires_at <= now)
+        .values(status=TouchStatus.EXPIRED, done_at=now, error=reason)
+        .returning(*TouchT.c)
+    )
+    return sorted((TouchRow._make(row) for row in conn.execute(query)), key=lambda task: task.id)
+
+
+def explain_expiry(conn: Connection, task_id: int, reason: str) -> None:
+    """Replace the recorded reason of an expired task (what followed its expiry failed)."""
+    conn.execute(update(TouchT).where(T.id == task_id, T.status == TouchStatus.EXPIRED).values(error=reason))
 
 
 def expire(conn: Connection, task_id: int, now: datetime, reason: str) -> bool:
@@ -60,14 +105,15 @@ def expire(conn: Connection, task_id: int, now: datetime, reason: str) -> bool:
     return conn.execute(query).rowcount == 1
 
 
-def snooze(conn: Connection, task_id: int, owner: str | None, until: datetime) -> bool:
-    """Move an open task to `until`; False, and nothing changed, if it was logged, expired or reassigned meanwhile.
+def snooze(conn: Connection, task_id: int, owner: str | None, until: datetime, expires_at: datetime) -> bool:
+    """Move an open task to `until`, with its new deadline; False, and nothing changed, if it was
+    logged, expired or reassigned meanwhile.
 
-    The sweep dates a task's expiry from `due_at`, so a snoozed task gets its allowed days again from `until`.
+    A task's deadline is dated from `due_at`, so a snoozed task gets its allowed days again from `until`.
     """
     query = (
         update(TouchT)
         .where(T.id == task_id, T.status == TouchStatus.TASK_OPEN, T.owner.is_not_distinct_from(owner))
-        .values(due_at=until)
+        .values(due_at=until, expires_at=expires_at)
     )
     return conn.execute(query).rowcount == 1

@@ -43,6 +43,7 @@ class Result:
     error: str | None = None
     provider_id: str | None = None
     retry_at: datetime | None = None
+    expires_at: datetime | None = None  # a task opened: its deadline (`outcomes.snooze.task_deadline`)
 
 
 def get(conn: Connection, touch_id: int) -> TouchRow | None:
@@ -84,7 +85,7 @@ def _write(conn: Connection, status: TouchStatus, group: Sequence[Result], now: 
     if status == TouchStatus.SENT:
         values |= {"sent_at": now, "error": None, "attempts": bindparam("r_attempts")}
     elif status == TouchStatus.TASK_OPEN:
-        values |= {"sent_at": now, "due_at": now}
+        values |= {"sent_at": now, "due_at": now, "expires_at": bindparam("r_expires")}
     elif status == TouchStatus.SCHEDULED:
         values |= {"attempts": bindparam("r_attempts"), "error": bindparam("r_error"), "due_at": bindparam("r_due")}
     elif status == TouchStatus.FAILED:
@@ -98,7 +99,7 @@ def _write(conn: Connection, status: TouchStatus, group: Sequence[Result], now: 
     rows = [
         {
             "r_touch": r.touch_id, "r_subject": r.subject, "r_body": r.body, "r_attempts": r.attempts,
-            "r_error": r.error, "r_due": r.retry_at, "r_provider": r.provider_id,
+            "r_error": r.error, "r_due": r.retry_at, "r_provider": r.provider_id, "r_expires": r.expires_at,
         }
         for r in group
     ]  # fmt: skip

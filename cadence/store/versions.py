@@ -16,14 +16,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, func, select
 
-from cadence.spec.load import Catalog, LoadedSequence
 from cadence.spec.model import Sequence
 from cadence.store.rows import VersionRow
 from cadence.store.tables import VersionT
+
+if TYPE_CHECKING:  # annotations only: `cadence tasks` and `status` never load the template machinery
+    from cadence.spec.load import Catalog, LoadedSequence
 
 V = VersionT.c
 _SPEC = select(V.spec, V.version, V.templates).where(V.id == bindparam("version_id"))

@@ -8,6 +8,7 @@
     POST /leads           inbound leads (bearer)             cadence.web.api
     POST /inbound/email   a raw inbound email (bearer)       cadence.web.inbound_mail
     GET  /healthz, /readyz  liveness and readiness probes    cadence.web.health
+    GET  /metrics         Prometheus metrics                 cadence.web.metrics
     GET  /, /login, ...   the web workspace (signed in)       cadence.web.workspace
 
 Handlers only check the caller and translate; the work is done by domain functions
@@ -20,7 +21,9 @@ wrong method, a body over MAX_BODY) answer JSON {"error": ...} like ours.
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -35,7 +38,8 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cadence.web import api, health, inbound_mail, unsubscribe, webhooks
+from cadence.engine.metrics import Metrics
+from cadence.web import api, health, inbound_mail, metrics, unsubscribe, webhooks
 from cadence.web.auth import Keys
 from cadence.web.context import Context
 from cadence.web.workspace.routes import workspace_routes
@@ -70,13 +74,16 @@ class BodyLimits:
 def create_app(app: App, environ: Mapping[str, str] | None = None) -> Starlette:
     """The ASGI app for one App; secrets are read from `environ` (default: os.environ) now, once."""
     secure = bool(app.settings.public_url and app.settings.public_url.lower().startswith("https://"))
+    counted = [*webhooks.ROUTES, *unsubscribe.ROUTES, *api.ROUTES, *inbound_mail.ROUTES]
+    found = Metrics(f"serve:{socket.gethostname()}:{os.getpid()}", app)
     web = Starlette(
         routes=[
-            *webhooks.ROUTES, *unsubscribe.ROUTES, *api.ROUTES, *inbound_mail.ROUTES, *health.ROUTES,
+            *counted, *health.ROUTES, *metrics.ROUTES,
             *workspace_routes(),
             Mount("/static", StaticFiles(packages=[("cadence.web", "static")]), name="static"),
         ],
         middleware=[
+            Middleware(metrics.CountRequests, routes=counted, metrics=found),
             Middleware(SecurityHeaders),
             Middleware(BodyLimits, larger={"/inbound/email": inbound_mail.MAX_BODY}),
             Middleware(
@@ -86,7 +93,7 @@ def create_app(app: App, environ: Mapping[str, str] | None = None) -> Starlette:
         ],
         exception_handlers={HTTPException: refused},
     )  # fmt: skip
-    web.state.cadence = Context(app, Keys.load(app, environ))
+    web.state.cadence = Context(app, Keys.load(app, environ), found)
     return web
 
 

@@ -11,12 +11,14 @@ from cadence.web.auth import Keys
 
 if TYPE_CHECKING:
     from cadence.app import App
+    from cadence.engine.metrics import Metrics
 
 
 @dataclass(frozen=True)
 class Context:
     app: App
     keys: Keys
+    metrics: Metrics
 
 
 def context(request: Request) -> Context:

@@ -135,20 +135,22 @@ def test_killed_worker_never_sends_twice_and_loses_nothing(
     sent_before = {t["id"] for t in at_kill if t["status"] == "sent"}
     in_flight = {t["id"]: t for t in at_kill if t["status"] == "sending"}
     assert {t["status"] for t in at_kill} == {"sent", "sending"}
-    assert len(sent_before) == BATCH  # the first batch was recorded before the second was claimed
-    assert len(in_flight) == BATCH  # the second batch was claimed whole, and recorded not at all
+    # Whole batches were claimed: the first (recorded, unless its record was still running), the second
+    # on the wire, and at most one more, which the pipeline claims while the one before it drains.
+    claimed = len(sent_before) + len(in_flight)
+    assert len(sent_before) in (0, BATCH) and claimed in (2 * BATCH, 3 * BATCH)
     assert len({t["claimed_by"] for t in in_flight.values()}) == 1
-    assert _due_enrollments(db_url) == N - 2 * BATCH  # the rest was never claimed
+    assert _due_enrollments(db_url) == N - claimed  # the rest was never claimed
     delivered_unrecorded = {_touch_header(m) for m in smtp_sink.received} & set(in_flight)
-    # The kill landed mid-batch: the server holds some of the claimed batch, and not all of it.
-    assert BATCH // 2 <= len(delivered_unrecorded) < BATCH
-    print(f"killed with {len(delivered_unrecorded)} of {BATCH} claimed emails delivered but not recorded")
+    # The kill landed mid-batch: the server holds some of the claimed touches, and not all of them.
+    assert BATCH // 2 <= len(delivered_unrecorded) < len(in_flight)
+    print(f"killed with {len(delivered_unrecorded)} of {len(in_flight)} claimed emails delivered but not recorded")
 
     # 2. Restarted after the lease ran out: the rest goes out, the lost claims become unknown, none is resent.
     report = _run_once(project, db_url, RESTART_AT)
-    assert report["sweep"]["unknown"] == BATCH
-    assert report["dispatch"]["sent"] == {"email": N - 2 * BATCH}
-    assert report["dispatch"]["claimed"] == N - 2 * BATCH
+    assert report["sweep"]["unknown"] == len(in_flight)
+    assert report["dispatch"]["sent"] == {"email": N - claimed}
+    assert report["dispatch"]["claimed"] == N - claimed
 
     touches = _touches(db_url)
     by_id = {t["id"]: t for t in touches}
@@ -156,7 +158,7 @@ def test_killed_worker_never_sends_twice_and_loses_nothing(
     assert len(per_enrollment) == N and set(per_enrollment.values()) == {1}  # one touch each: none lost or doubled
     sent = {t["id"] for t in touches if t["status"] == "sent"}
     unknown = {t["id"] for t in touches if t["status"] == "unknown"}
-    assert sent | unknown == set(by_id) and len(sent) == N - BATCH
+    assert sent | unknown == set(by_id) and len(sent) == N - len(in_flight)
     assert unknown == set(in_flight)  # exactly what the killed worker had claimed but not recorded
     assert {by_id[t]["message_id"] for t in unknown} == {t["message_id"] for t in in_flight.values()}
 

@@ -94,7 +94,10 @@ def test_sigterm_finishes_and_records_the_batch_in_hand_then_exits_0(
     sent = {message_id for status, message_id in rows if status == "sent"}
     received = set(smtp_sink.message_ids)
     assert sent == received  # every message the server got is recorded sent, and only those
-    assert len(received) == BATCH  # the batch in hand was finished; no new batch was claimed after the signal
+    # The batches in hand were finished: the one on the wire and the one the pipeline claimed while it
+    # drained (one batch ahead at most); no batch was claimed after the signal.
+    assert len(received) in (BATCH, 2 * BATCH)
+    assert len(rows) == len(received)  # nothing claimed that was not sent
 
 
 def test_on_start_lost_claims_are_released_before_the_first_batch_is_claimed(

@@ -67,7 +67,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from dispatch import SEQUENCES  # bench/dispatch.py; bench/ is on sys.path when this file runs
+from dispatch import SEQUENCES, _rounded  # bench/dispatch.py; bench/ is on sys.path when this file runs
 
 from cadence.app import App
 from cadence.clock import FixedClock, parse_instant
@@ -113,6 +113,15 @@ def touch_insert(mark: str, rows: int) -> str:
     )
     row = "(" + ", ".join([mark] * TOUCH_VALUES) + f", '{Channel.EMAIL}', '{TouchStatus.SENDING}', 0)"
     return f"INSERT INTO touch ({columns}) VALUES " + ", ".join([row] * rows) + " RETURNING enrollment_id, id"
+
+
+def _touch_values(rows: Any, domain: str, lease: Any) -> list[Any]:
+    """The touch rows' values for the raw claim, flat, in insert_touches' column order."""
+    values: list[Any] = []
+    for eid, lead, sequence, index, step, due, owner in rows:
+        message_id = f"<{secrets.token_hex(12)}@{domain}>"
+        values += (eid, lead, sequence, step, index, owner, owner, due, lease, message_id, RAW_WORKER)
+    return values
 
 
 def insert_touches(conn: Any, mark: str, values: list[Any]) -> list[tuple[int, int]]:
@@ -336,11 +345,7 @@ class SqliteStore:
             if not rows:  # nothing due: no statement can have zero rows of VALUES
                 conn.execute("COMMIT")
                 return []
-            values: list[Any] = []
-            for eid, lead, sequence, index, step, due, owner in rows:
-                message_id = f"<{secrets.token_hex(12)}@{domain}>"
-                values += (eid, lead, sequence, step, index, owner, owner, due, lease, message_id, RAW_WORKER)
-            touches = insert_touches(conn, "?", values)
+            touches = insert_touches(conn, "?", _touch_values(rows, domain, lease))
             conn.execute(
                 "UPDATE enrollment SET next_due_at = NULL, pending_touch_id = v.column2 FROM (VALUES "
                 + ", ".join(["(?, ?)"] * len(touches))
@@ -532,11 +537,7 @@ class PostgresStore:
             if not rows:
                 conn.commit()
                 return []
-            values: list[Any] = []
-            for eid, lead, sequence, index, step, due, owner in rows:
-                message_id = f"<{secrets.token_hex(12)}@{domain}>"
-                values += (eid, lead, sequence, step, index, owner, owner, due, lease, message_id, RAW_WORKER)
-            touches = insert_touches(conn, "%s", values)
+            touches = insert_touches(conn, "%s", _touch_values(rows, domain, lease))
             conn.execute(
                 "UPDATE enrollment AS e SET next_due_at = NULL, pending_touch_id = v.touch FROM (VALUES "
                 + ", ".join(["(%s::integer, %s::integer)"] * len(touches))
@@ -834,16 +835,6 @@ def main(argv: list[str] | None = None) -> int:
         print_table(figures)
     print(json.dumps(_rounded(figures)))
     return 0
-
-
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 3)
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    return value
 
 
 if __name__ == "__main__":

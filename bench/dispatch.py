@@ -465,10 +465,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _rounded(value: Any) -> Any:
+    """Figures for a JSON line: floats to 3 places, inside lists and mappings too (bench/claim.py, workers.py)."""
     if isinstance(value, float):
         return round(value, 3)
     if isinstance(value, list):
         return [_rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
     return value
 
 

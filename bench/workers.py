@@ -75,6 +75,7 @@ import yaml
 from dispatch import (  # bench/ is on sys.path when this file runs
     NOW,
     SECRET,
+    _rounded,
     make_project,
     raw_email_pass,
     sample_email,
@@ -774,16 +775,6 @@ def print_table(figures: dict[str, Any]) -> None:
         for row in part["rows"]:
             for i, line in enumerate(row["verified"]):
                 print(f"  {part['latency_s'] * 1000:g} ms, {row['workers']} worker(s), round {i + 1}: {line}")
-
-
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 3)
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    return value
 
 
 if __name__ == "__main__":

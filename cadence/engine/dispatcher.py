@@ -188,10 +188,7 @@ class Dispatcher:
         sent = time.perf_counter()
         if before is not None:
             await asyncio.wait([before])
-        for slice_sent in slices:
-            raised = None if slice_sent.cancelled() else slice_sent.exception()
-            if raised is not None:
-                _fail_unsent(jobs, raised)
+        _fail_unsent(jobs, slices)
         recording = time.perf_counter()
         await record_batch(self.app, self.worker_id, jobs, part)
         recorded = time.perf_counter()
@@ -250,22 +247,13 @@ class Dispatcher:
         slowest conversation (transports take concurrent batches). As before, nothing is
         recorded until the whole batch is sent.
         """
-        sent = threads(self.app, jobs)
         on_the_wire: deque[asyncio.Future[None]] = deque()
         try:
-            for start in range(0, len(jobs), RENDER_SLICE):
-                part = jobs[start : start + RENDER_SLICE]
-                for job in part:
-                    compose_or_fail(self.app, job, sent.get(job.enrollment.id, []))
-                    await asyncio.sleep(0)
-                while len(on_the_wire) >= SLICES_IN_FLIGHT:
-                    await on_the_wire.popleft()
-                on_the_wire.append(asyncio.ensure_future(self.send(part)))
-            while on_the_wire:
-                await on_the_wire.popleft()
+            slices = await self._hand_out(jobs, on_the_wire)
         finally:  # a render or a send that raised: let the slices in flight finish their conversations first
             if on_the_wire:
                 await asyncio.wait(on_the_wire)
+        _fail_unsent(jobs, slices)
 
     async def send(self, jobs: Sequence[Job]) -> None:
         emails = [j for j in jobs if j.error is None and isinstance(j.outgoing, OutgoingEmail)]
@@ -282,11 +270,15 @@ class Dispatcher:
         await asyncio.gather(run(self.email, emails), run(self.sms, texts))
 
 
-def _fail_unsent(jobs: Sequence[Job], exc: BaseException) -> None:
+def _fail_unsent(jobs: Sequence[Job], slices: Sequence[asyncio.Future[None]]) -> None:
     """A slice whose send raised: its messages without a receipt may or may not have gone out."""
-    for job in jobs:
-        if job.outgoing is not None and job.receipt is None and job.error is None:
-            job.error = UncertainError(f"the send raised {type(exc).__name__}: {exc}")
+    for slice_sent in slices:
+        raised = None if slice_sent.cancelled() else slice_sent.exception()
+        if raised is None:
+            continue
+        for job in jobs:
+            if job.outgoing is not None and job.receipt is None and job.error is None:
+                job.error = UncertainError(f"the send raised {type(raised).__name__}: {raised}")
 
 
 def _counts(report: PassReport) -> dict[str, Any]:

@@ -73,7 +73,7 @@ def advance_many(
 
     The dispatcher records hundreds of sent touches a batch; one UPDATE per touch was the
     largest cost of recording them. Steps that are not the last are planned here and
-    written in one executemany; an enrollment that runs out of steps completes one by one.
+    written in one executemany; the enrollments that run out of steps complete together too.
     """
     planned = [
         (
@@ -85,11 +85,12 @@ def advance_many(
         for enrollment, planner, index in moves
     ]
     won = enrollments.move_many(conn, [m for *_, m in planned if m is not None])
+    ending = [enrollment for enrollment, _planner, _index, move in planned if move is None]
+    ended = enrollments.finish_many(conn, ending, Outcome.COMPLETED, now, "sequence ran out of steps")
     out: list[tuple[EnrollmentRow, Advanced]] = []
     for enrollment, _planner, _index, move in planned:
         if move is None:
-            done = _completes(conn, enrollment, now)
-            out.append((enrollment, Advanced(moved=True, completed=True) if done else STALE))
+            out.append((enrollment, Advanced(moved=True, completed=True) if enrollment.id in ended else STALE))
         else:
             out.append((enrollment, Advanced(moved=True, due=move.due) if move.id in won else STALE))
     return out

@@ -192,6 +192,40 @@ def finish(conn: Connection, enrollment: EnrollmentRow, outcome: str, now: datet
     return True
 
 
+def finish_many(
+    conn: Connection, ending: Sequence[EnrollmentRow], outcome: str, now: datetime, cause: str | None
+) -> set[int]:
+    """`finish` for many enrollments in three statements, not three an enrollment; returns those it ended
+    (one already finished is left as it is, as `finish` leaves it)."""
+    if not ending:
+        return set()
+    ids = [e.id for e in ending]
+    ended = set(
+        conn.execute(
+            update(EnrollmentT)
+            .where(E.id.in_(ids), E.state.in_(LIVE_STATES))
+            .values(
+                state=EnrollmentState.FINISHED, outcome=outcome, finished_at=now, next_due_at=None,
+                pending_touch_id=None,
+            )
+            .returning(E.id)
+        ).scalars()
+    )  # fmt: skip
+    if not ended:
+        return ended
+    conn.execute(
+        update(TouchT)
+        .where(
+            TouchT.c.enrollment_id.in_(sorted(ended)),
+            TouchT.c.status.in_((TouchStatus.SCHEDULED, TouchStatus.TASK_OPEN)),
+        )
+        .values(status=TouchStatus.CANCELLED, error=f"enrollment finished: {outcome}")
+    )
+    rows = [(e.lead_id, {"enrollment": e.id, "outcome": outcome}, cause) for e in ending if e.id in ended]
+    history.add_many(conn, now, HistoryKind.FINISHED, rows)
+    return ended
+
+
 def pause(conn: Connection, enrollment_id: int, until: datetime | None) -> bool:
     query = (
         update(EnrollmentT)

@@ -57,31 +57,42 @@ class Dispatcher:
         """Claim, send and record batches until nothing is due now (or `stop` is set), as one pipeline.
 
         No connection waits at a batch boundary: the next batch is claimed (in a thread, so the
-        conversations on the wire go on) as soon as the last slice of the current one is handed
-        to the transports, and its first slice is handed out as soon as a slice in flight
-        finishes, while the batch before it is still being sent and then recorded. Records run
-        one at a time, in claim order, each once its own batch is wholly sent. After `stop`, no
-        new claim starts, but what was claimed is sent and recorded.
+        conversations on the wire go on) once half the current one is handed to the transports,
+        and its first slice is handed out as soon as a slice in flight finishes, while the batch
+        before it is still being sent and then recorded. Records run one at a time, in claim
+        order, each once its own batch is wholly sent. One batch ahead at most, and at most one
+        unrecorded batch besides the one in hand. After `stop`, no new claim starts, but what
+        was claimed is sent and recorded.
         """
         report = PassReport()
         self.passes += 1
         started = time.perf_counter()
         on_the_wire: deque[asyncio.Future[None]] = deque()  # slices in flight, across batches
         records: list[asyncio.Future[None]] = []
+        in_record: deque[asyncio.Future[None]] = deque()  # records not known to be done; they end in order
         sending: deque[list[asyncio.Future[None]]] = deque()  # each batch's slices, until they are sent
         claiming: asyncio.Future[tuple[list[Job], PassReport]] | None = asyncio.ensure_future(self._claim())
         claims, unrecorded = 1, False  # unrecorded: batches were still being recorded when the claim began
 
+        def recording() -> int:
+            """Batches still being recorded (a record waits for the one before it, so they are the newest)."""
+            while in_record and in_record[0].done():
+                in_record.popleft()
+            return len(in_record)
+
+        def stopped() -> bool:
+            return stop is not None and stop.is_set()
+
         def claim_next(*, batch_in_hand: bool = False) -> None:
             nonlocal claiming, claims, unrecorded
-            unrecorded = batch_in_hand or any(not r.done() for r in records)
+            unrecorded = batch_in_hand or recording() > 0
             claiming, claims = asyncio.ensure_future(self._claim()), claims + 1
 
         try:
             while claiming is not None:
                 jobs, part = await claiming
                 claiming = None
-                more = claims < max_batches and not (stop is not None and stop.is_set())
+                more = claims < max_batches and not stopped()
                 if not jobs:
                     report.merge(part)
                     if more and unrecorded:
@@ -102,10 +113,10 @@ class Dispatcher:
                 # it. One batch ahead at most: the batches before this one are sent, and at most one unrecorded.
                 while sending:
                     await asyncio.wait(sending.popleft())
-                while sum(not r.done() for r in records) > 1:
-                    await asyncio.wait([next(r for r in records if not r.done())])
+                while recording() > 1:
+                    await asyncio.wait([in_record[0]])
                 failed = handing.done() and (handing.cancelled() or handing.exception() is not None)
-                if more and not failed and not (stop is not None and stop.is_set()):
+                if more and not failed and not stopped():
                     claim_next(batch_in_hand=True)
                 slices = await handing
                 sending.append(slices)
@@ -113,6 +124,7 @@ class Dispatcher:
                 records.append(
                     asyncio.ensure_future(self._record_when_sent(jobs, part, slices, before, sending_started, report))
                 )
+                in_record.append(records[-1])
         finally:  # whatever raised: let what is on the wire finish, and record it, before leaving
             if claiming is not None:
                 await asyncio.wait([claiming])

@@ -33,7 +33,6 @@ log = logging.getLogger("cadence.metrics")
 
 # A batch's claim or record takes milliseconds to seconds; its send, up to a lease.
 BATCH_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-OUTCOMES = ("sent", "failed", "skipped", "unknown", "retrying", "deferred", "tasks_opened", "dropped")
 
 
 class Metrics:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cadence.store.db import current_revision, head_revision
+from cadence.manage.schema import schema_state
+from cadence.store.db import head_revision
 
 if TYPE_CHECKING:
     from cadence.app import App
@@ -28,12 +29,11 @@ class Readiness:
 
 
 def readiness(app: App) -> Readiness:
-    head = head_revision()
     try:
-        revision = current_revision(app.engine)
+        found = schema_state(app)
     except Exception as exc:  # any failure to reach the store is the answer, not an error of ours
-        return Readiness(False, f"unreachable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", None, head)
-    if revision != head:
-        found = revision or "none (not created)"
-        return Readiness(False, f"schema at {found}, this release needs {head}: run the migrations", revision, head)
-    return Readiness(True, "ok", revision, head)
+        reason = f"unreachable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        return Readiness(False, reason, None, head_revision())
+    if not found.at_head:
+        return Readiness(False, f"{found.describe()}: run the migrations", found.current, found.head)
+    return Readiness(True, "ok", found.current, found.head)

@@ -39,16 +39,9 @@ def count_touches(conn: Connection, *, status: str | None = None, lead_id: str |
     return int(conn.execute(query).scalar_one())
 
 
-def new_leads_never_enrolled(conn: Connection) -> list[str]:
-    """Ids of the leads in stage `new` that were never enrolled into anything, in id order."""
-    never = select(E.lead_id)
-    query = select(LeadT.c.id).where(LeadT.c.stage == Stage.NEW, LeadT.c.id.not_in(never)).order_by(LeadT.c.id)
-    return list(conn.execute(query).scalars())
-
-
 def new_leads_never_enrolled_after(conn: Connection, after: str | None, limit: int) -> list[str]:
-    """The next `limit` such leads with an id after `after`, in id order: `enroll --all-new` reads a page at a time,
-    so a million new leads never sit in memory at once (keyset paging: each page is an index range)."""
+    """The next `limit` leads in stage `new` never enrolled into anything, with an id after `after`, in id order:
+    `enroll --all-new` reads a page at a time, so a million new leads never sit in memory at once (keyset paging)."""
     never = select(E.lead_id)
     query = select(LeadT.c.id).where(LeadT.c.stage == Stage.NEW, LeadT.c.id.not_in(never))
     if after is not None:

@@ -3,7 +3,7 @@
 APScheduler 3 (AsyncIOScheduler, UTC) only keeps time: the database is the source
 of truth, so any number of `cadence run` processes can share it. The drain job has
 no misfire grace limit (a late drain still runs), coalesces, and never overlaps
-itself. On SIGTERM/SIGINT the batch in hand is finished and recorded, then the
+itself. On SIGTERM/SIGINT the batches in hand are finished and recorded, then the
 process exits.
 """
 
@@ -108,7 +108,7 @@ async def run_forever(
 ) -> RunReport:
     """Drain due work every `engine.interval_seconds` and sweep every minute, until SIGTERM or SIGINT.
 
-    On a signal no new batch is claimed; the batch in hand finishes sending and is recorded
+    On a signal no new batch is claimed; the batches in hand finish sending and are recorded
     (for up to `grace_seconds`), then the process exits. APScheduler's own shutdown would
     cancel the running drain mid-batch, leaving its touches `sending` until their lease ran
     out, so the scheduler is paused first and shut down only once the batch is recorded.

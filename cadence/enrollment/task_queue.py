@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from cadence.spec.values import zone
 from cadence.store import views
 
 if TYPE_CHECKING:
@@ -21,10 +22,11 @@ def task_queue(
     now = now or app.clock.now()
     out: list[dict[str, Any]] = []
     with app.engine.connect() as conn:
-        for task, lead, version_id in views.open_tasks(conn, owner):
-            spec, _ = app.specs.get(conn, version_id)
-            cal = app.planner(spec, lead.timezone, lead.country, lead.region).calendar
-            due_day, today = cal.local_date(task.due_at), cal.local_date(now)
+        for task, lead, _version_id in views.open_tasks(conn, owner):
+            # The lead's own day decides overdue and today: its zone, as the planner resolves it. Not the
+            # planner itself, which would build the lead's holiday calendar for nothing (`cadence tasks`).
+            tz = zone(lead.timezone or app.settings.timezone)
+            due_day, today = task.due_at.astimezone(tz).date(), now.astimezone(tz).date()
             when = "overdue" if due_day < today else ("today" if due_day == today else "later")
             if due != "all" and when != due:
                 continue

@@ -67,13 +67,14 @@ _SPENDABLE = 64  # times the email limit: what one render may build in all, garb
 class Budget:
     """What the render in progress on this thread may still spend (`begin` makes it the current one)."""
 
-    __slots__ = ("cap", "deadline", "seconds", "spent")
+    __slots__ = ("cap", "deadline", "depth", "seconds", "spent")
 
     def __init__(self, seconds: float, cap: int):
         self.seconds = seconds
         self.deadline = time.monotonic() + seconds
         self.cap = cap
         self.spent = 0
+        self.depth = 0  # calls in progress, one inside another (a macro calling itself, `loop(...)`)
 
 
 _current = threading.local()
@@ -98,6 +99,28 @@ def tick() -> None:
     budget = current()
     if budget is not None and time.monotonic() > budget.deadline:
         raise timeout(budget)
+
+
+# Calls one inside another that a template may make: far more than any real template nests, and reached
+# in a millisecond by one that calls itself for ever. Python's own recursion limit would stop it too, but
+# only after thousands of frames, and on a busy machine the render's time limit can come first, which
+# tells the manager "a loop that runs too long" about a template that calls itself.
+MAX_CALL_DEPTH = 100
+
+
+def enter_call() -> None:
+    budget = current()
+    if budget is not None:
+        budget.depth += 1
+        if budget.depth > MAX_CALL_DEPTH:
+            budget.depth -= 1
+            raise RecursionError(f"more than {MAX_CALL_DEPTH} calls inside one another")
+
+
+def leave_call() -> None:
+    budget = current()
+    if budget is not None:
+        budget.depth -= 1
 
 
 def timeout(budget: Budget) -> RenderLimitError:

@@ -115,7 +115,11 @@ class BoundedEnvironment(SandboxedEnvironment):
 
     def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         budget.check_call(obj, args, kwargs)
-        result = super().call(context, obj, *args, **kwargs)
+        budget.enter_call()
+        try:
+            result = super().call(context, obj, *args, **kwargs)
+        finally:
+            budget.leave_call()
         budget.check_size(result, "the result of a call")
         return result
 

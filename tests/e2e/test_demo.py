@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from cadence.cli import demo
@@ -18,6 +19,9 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cli, str]:
             env.setenv(name, "-")  # recorded, so what the demo sets is undone afterwards
             env.delenv(name)
         env.setenv("COLUMNS", "120")
+        # The demo's console is made when its module is imported, and reads COLUMNS only then: under
+        # pytest-xdist that can be before this fixture, and the summary table would wrap at 80.
+        env.setattr(demo, "console", Console(highlight=False, width=120))
         folder = tmp_path_factory.mktemp("make-demo") / "demo"
         capture = tmp_path_factory.getbasetemp() / "demo-output.txt"
         with capture.open("w") as out:

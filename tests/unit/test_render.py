@@ -136,6 +136,23 @@ def test_a_loop_that_runs_too_long_fails_within_the_timeout(tmp_path: Path) -> N
     assert elapsed < 2
 
 
+@pytest.mark.parametrize(
+    "source",
+    ["{% for x in [1] recursive %}{{ loop([1]) }}{% endfor %}", "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}"],
+)
+def test_a_template_that_calls_itself_is_stopped_by_its_depth_not_by_the_clock(tmp_path: Path, source: str) -> None:
+    """Python's recursion limit is thousands of frames away; on a busy machine the time limit came first and
+    named the wrong fault. The depth guard stops it at 100 nested calls, whatever the clock says."""
+    renderer = _renderer(tmp_path, {"again.md.j2": source}, timeout_seconds=60)
+    error, _ = _failure(renderer, "again.md.j2")
+    assert isinstance(error, RenderLimitError)
+    assert str(error).startswith("again.md.j2: line 1: calls itself too deeply"), str(error)
+    assert isinstance(error.__cause__, RecursionError)
+    assert str(error.__cause__) == "more than 100 calls inside one another"
+    lead_loop = "{% for x in [1, 2, 3] recursive %}{% if loop.depth < 50 %}{{ loop([x]) }}{% endif %}{% endfor %}ok"
+    assert _renderer(tmp_path, {"deep.md.j2": lead_loop}).text("deep.md.j2", ctx()) == "ok"  # 50 deep is fine
+
+
 def test_a_loop_that_writes_nothing_is_stopped_off_the_main_thread_too(tmp_path: Path) -> None:
     source = "{% set xs = range(100000)|list %}{% for a in xs %}{% for b in xs %}{% endfor %}{% endfor %}"
     renderer = _renderer(tmp_path, {"silent.md.j2": source}, timeout_seconds=0.3)

@@ -165,13 +165,13 @@ def bench_naive(project: Path, db_url: str, workdir: Path, sample: int, *, tuned
     from apscheduler.triggers.date import DateTrigger
     from sqlalchemy import create_engine, event, select
 
-    from cadence.store.tables import Lead
+    from cadence.store.tables import LeadT
 
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     app = load_app(project, db_url)
     spec = app.catalog.get(SEQUENCE).spec
     now = app.clock.now()
-    lead_t: Any = Lead.__table__  # type: ignore[attr-defined]
+    lead_t = LeadT
     ids = [f"L{i:06d}" for i in range(sample)]
     engine = create_engine(f"sqlite:///{workdir / ('apscheduler-tuned.db' if tuned else 'apscheduler.db')}")
     if tuned:

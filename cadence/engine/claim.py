@@ -75,6 +75,7 @@ def _claim(app: App, worker_id: str, now: datetime, report: PassReport, *, isola
         sender_counts = _sender_counts(app, conn, owners, now)
         retries = claims.touch_attempts(conn, [r.pending_touch_id for r in rows if r.pending_touch_id])
         inserts: list[dict[str, Any]] = []
+        deferrals: list[tuple[int, int | None, datetime]] = []  # written together, after the batch is decided
 
         def consider(row: EnrollmentRow) -> None:
             """Skip, defer or claim one due enrollment; the batch's lists change only once nothing can fail."""
@@ -91,7 +92,7 @@ def _claim(app: App, worker_id: str, now: datetime, report: PassReport, *, isola
                 return
             later = hold_until(step, lead, planner, now, lead_times.get(lead.id, []), sender_counts, settings)
             if later is not None:
-                enrollments.defer(conn, row.id, row.pending_touch_id, later)
+                deferrals.append((row.id, row.pending_touch_id, later))
                 report.add("deferred", step.channel)
                 return
             message_id = None
@@ -137,6 +138,8 @@ def _claim(app: App, worker_id: str, now: datetime, report: PassReport, *, isola
                 if is_transient(exc) or isinstance(exc, ClaimLost):
                     raise
                 set_aside(conn, row.lead_id, row.id, now, f"claiming {row.sequence_id}/{row.next_step}", exc)
+        if enrollments.defer_many(conn, deferrals) != len(deferrals):
+            raise ClaimLost(f"deferred fewer than the {len(deferrals)} locked enrollments held back")
         fresh = iter(claims.claim_new(conn, inserts))
         for job in jobs:
             if job.touch_id == 0:

@@ -1,1 +1,1 @@
-"""Persistence: SQLModel tables, the engine and migrations, and the few hot queries."""
+"""Persistence: the tables (SQLAlchemy Core), the engine and migrations, and the few hot queries."""

@@ -133,6 +133,28 @@ def defer(conn: Connection, enrollment_id: int, pending: int | None, due: dateti
     return conn.execute(query).rowcount == 1
 
 
+def defer_many(conn: Connection, deferrals: Sequence[tuple[int, int | None, datetime]]) -> int:
+    """`defer` for a batch in one statement (executemany): (enrollment, its pending touch as read, new due time).
+
+    A claim defers what is outside its window or over a cap; with one mailbox at its daily cap,
+    that is every email of the batch, so one UPDATE a claim rather than one an enrollment. The
+    rows are those `lock_due` locked, so every one matches; the count says so.
+    """
+    if not deferrals:
+        return 0
+    query = (
+        update(EnrollmentT)
+        .where(
+            E.id == bindparam("d_id"),
+            E.state == EnrollmentState.ACTIVE,
+            E.pending_touch_id.is_not_distinct_from(bindparam("d_from")),
+        )
+        .values(next_due_at=bindparam("d_due", type_=E.next_due_at.type))
+    )
+    result = conn.execute(query, [{"d_id": e, "d_from": p, "d_due": due} for e, p, due in deferrals])
+    return int(result.rowcount)
+
+
 def claim_many(conn: Connection, claims: Sequence[tuple[int, int | None, int]]) -> int:
     """(enrollment, its pending touch as read, the touch now claimed): nothing more is due until recorded.
 

@@ -14,7 +14,6 @@ import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -25,11 +24,8 @@ from cadence.clock import parse_instant
 from cadence.engine.dispatcher import Dispatcher, PassReport
 from cadence.enrollment.enroll import enroll
 from cadence.enrollment.lead_import import import_leads
-from cadence.store.tables import Enrollment, Touch
+from cadence.store.tables import EnrollmentT, TouchT
 from tests.conftest import make_app
-
-EnrollmentT: Any = Enrollment.__table__  # type: ignore[attr-defined]
-TouchT: Any = Touch.__table__  # type: ignore[attr-defined]
 
 N = 300
 ENROLL_AT = "2026-11-30T08:00:00-05:00"  # a Monday, before the window opens

@@ -20,12 +20,12 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 from sqlalchemy import select
-from sqlmodel import SQLModel
 from starlette.applications import Starlette
 from twilio.request_validator import RequestValidator
 
 from cadence.app import App
 from cadence.clock import FixedClock, parse_instant
+from cadence.store.tables import metadata
 from cadence.web import MAX_BODY, create_app
 from tests.conftest import TABLES
 
@@ -98,7 +98,7 @@ def client(project: Path, db_url: str) -> Iterator[tuple[App, InProcess]]:
 
 def store(app: App) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, in a stable order."""
-    tables = SQLModel.metadata.tables
+    tables = metadata.tables
     with app.engine.connect() as conn:
         return {name: sorted((tuple(row) for row in conn.execute(select(tables[name]))), key=repr) for name in TABLES}
 

@@ -23,13 +23,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.schema import CreateIndex
-from sqlmodel import SQLModel
 
-import cadence.store.tables  # noqa: F401  (registers every table on the metadata)
 from cadence.store.db import alembic_config, current_revision, head_revision, make_engine, upgrade
+from cadence.store.tables import metadata
 from tests.conftest import PG_ADMIN_URL
 
-MODEL_TABLES = set(SQLModel.metadata.tables)
+MODEL_TABLES = set(metadata.tables)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -58,7 +57,7 @@ def fresh_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
 def _diff(engine: Engine) -> list[Any]:
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
-        return list(compare_metadata(context, SQLModel.metadata))
+        return list(compare_metadata(context, metadata))
 
 
 def _normalize(sql: str) -> str:
@@ -67,7 +66,7 @@ def _normalize(sql: str) -> str:
 
 def _index_drift(engine: Engine) -> list[str]:
     """Indexes whose definition in the database differs from the models' (predicates included)."""
-    declared = [ix for table in SQLModel.metadata.sorted_tables for ix in table.indexes]
+    declared = [ix for table in metadata.sorted_tables for ix in table.indexes]
     problems: list[str] = []
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":

@@ -26,10 +26,9 @@ import pytest
 from sqlalchemy import select, text, update
 from typer.testing import CliRunner
 
-from cadence.store.tables import History, TouchT
+from cadence.store.tables import HistoryT, TouchT
 from tests.conftest import ROOT, Cli, engine_for, new_pg_database
 
-HistoryT: Any = History.__table__  # type: ignore[attr-defined]
 NY = "-05:00"
 MON, TUE, WED, THU = "2026-11-30", "2026-12-01", "2026-12-02", "2026-12-03"
 PILOT = """\

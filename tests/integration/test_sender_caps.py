@@ -7,13 +7,14 @@ mailbox's day is config.yaml's time zone, whatever the lead's.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from cadence.app import App
 from cadence.clock import FixedClock, parse_instant
@@ -135,3 +136,27 @@ def test_the_per_minute_pace_spreads_sends_and_sends_each_once(project: Path, db
     for i, at in enumerate(sent):  # never more than two in any minute
         assert sum(1 for other in sent[i:] if other - at < timedelta(minutes=1)) <= 2, sent
     assert smtp_sink.count == 7 and len(set(smtp_sink.message_ids)) == 7
+
+
+def test_a_batch_over_the_cap_is_deferred_in_one_statement(project: Path, db_url: str, smtp_sink: SmtpSink) -> None:
+    """One mailbox at its cap holds back nearly the whole batch: one UPDATE for all of it, not one a lead."""
+    _project(project, smtp_sink, daily_cap=3)
+    app = _enrolled(project, db_url, 40)
+    deferring: list[int] = []  # how many enrollments each deferring statement carried
+
+    def listen(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool) -> None:
+        if re.match(r"UPDATE enrollment SET next_due_at=[^,]+ WHERE", statement):
+            deferring.append(len(parameters) if executemany else 1)
+
+    event.listen(app.engine, "before_cursor_execute", listen)
+    try:
+        monday = _pass_at(app, parse_instant("2026-11-30T10:00:00-05:00"))
+    finally:
+        event.remove(app.engine, "before_cursor_execute", listen)
+    try:
+        assert monday["sent"] == {"email": 3} and monday["deferred"] == 37
+        assert deferring == [37]
+        tuesday_window = parse_instant("2026-12-01T09:00:00-05:00")
+        assert [w >= tuesday_window for w in _waiting(app)] == [True] * 37
+    finally:
+        app.close()

@@ -22,13 +22,8 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from cadence.app import App
 from cadence.enrollment.enroll import enroll
 from cadence.enrollment.lead_import import import_leads
-from cadence.store.tables import Enrollment, History, Lead, SequenceVersion
+from cadence.store.tables import EnrollmentT, HistoryT, LeadT, VersionT
 from tests.conftest import make_app
-
-EnrollmentT: Any = Enrollment.__table__  # type: ignore[attr-defined]
-HistoryT: Any = History.__table__  # type: ignore[attr-defined]
-LeadT: Any = Lead.__table__  # type: ignore[attr-defined]
-VersionT: Any = SequenceVersion.__table__  # type: ignore[attr-defined]
 
 NOW = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)  # Monday 08:00 in New York
 LEADS = [

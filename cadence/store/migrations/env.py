@@ -1,14 +1,13 @@
-"""Alembic environment: SQLModel metadata, batch mode on SQLite, types compared."""
+"""Alembic environment: the tables' metadata, batch mode on SQLite, types compared."""
 
 from __future__ import annotations
 
 from alembic import context
-from sqlmodel import SQLModel
 
-import cadence.store.tables  # noqa: F401  (registers every table on the metadata)
+from cadence.store.tables import metadata
 
 config = context.config
-target_metadata = SQLModel.metadata
+target_metadata = metadata
 
 
 def _configure(**kwargs: object) -> None:

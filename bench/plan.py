@@ -69,6 +69,9 @@ def seed(project: Path, db_url: str, count: int) -> float:
         app.close()
 
 
+PLAN_TARGET_S, APPLY_TARGET_S = 4, 8  # issue 15 (issue 5 asked for 10 s each)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--enrollments", type=int, default=200_000, help="active enrollments (default 200000)")
@@ -117,15 +120,15 @@ def main(argv: list[str] | None = None) -> int:
             "change": change.summary(),
             "counts": seq.counts,
             "checks": checks,
-            "target_seconds": 10,
+            "target_seconds": {"plan": PLAN_TARGET_S, "apply": APPLY_TARGET_S},
         }
         if args.json:
             print(json.dumps(figures, indent=2))
         else:
             print(f"{args.enrollments:,} active enrollments in {SEQUENCE} (enrolled in {enroll_s:.1f} s)")
             print(f"change: {change.summary()}")
-            print(f"plan:  {plan_s:6.2f} s   (target < 10 s)")
-            print(f"apply: {apply_s:6.2f} s   (target < 10 s)")
+            print(f"plan:  {plan_s:6.2f} s   (target < {PLAN_TARGET_S} s)")
+            print(f"apply: {apply_s:6.2f} s   (target < {APPLY_TARGET_S} s)")
             print(f"counts: {seq.counts}")
             print(f"checks: {checks}")
         return 0 if all(checks.values()) else 1

@@ -152,7 +152,7 @@ def touches(
     limit: int = typer.Option(200, "--limit", min=1, help="Show at most this many (the earliest due first)"),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """List touches, e.g. `--status unknown` for sends a dead worker may or may not have made."""
+    """List touches, earliest due first; `--status unknown` lists sends a dead worker may or may not have made."""
     from rich.table import Table
 
     from cadence.store import listings

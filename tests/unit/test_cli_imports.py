@@ -52,7 +52,8 @@ def imported(*args: str, watch: tuple[str, ...] = HEAVY, project: Path | None = 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"]])
 def test_help_and_version_import_no_store_models_or_templates(args: list[str]) -> None:
-    code, out, heavy = imported(*args)
+    # Not rich either: typer's rich help renderer alone doubled the time of `cadence --help` (BENCHMARKS.md).
+    code, out, heavy = imported(*args, watch=(*HEAVY, "rich"))
     assert code == 0 and out.strip()
     assert heavy == []
 

@@ -293,8 +293,16 @@ def _enroll_chunk(
         return enrolled, refusals
     if target.id == 0:  # the first enrollment into a never-published file publishes it
         target.id, target.version = publish(conn, app.catalog.get(target.sequence_id), now)
+    # Leads due at the same second share one detail dict, which the store turns into JSON once.
+    shared: dict[str, dict[str, Any]] = {}
     details = [
-        (lead_id, {"sequence": spec.id, "version": target.version, "first_step": first.id, "due_at": iso})
+        (
+            lead_id,
+            shared.get(iso)
+            or shared.setdefault(
+                iso, {"sequence": spec.id, "version": target.version, "first_step": first.id, "due_at": iso}
+            ),
+        )
         for (lead_id, _), iso in zip(due, due_iso, strict=True)
     ]
     enrolling.add(conn, Batch(spec.id, target.id, spec.kind, first.id, now, cause), due, details)

@@ -15,7 +15,7 @@ The rules, in the words of the README:
 from __future__ import annotations
 
 from collections.abc import Container
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 
@@ -73,6 +73,9 @@ class Planner:
     sequence: Sequence
     calendar: timing.Calendar
     sms_hours: timing.Window | None = None
+    # Step 0's local day for an enrollment time: the same for every lead enrolled at that moment on this
+    # calendar (only the slot within the day is the lead's own), so an enrollment of thousands works it out once.
+    _first_days: dict[datetime, date] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def window_for(self, step: Step) -> timing.Window:
         if step.channel == "sms" and self.sms_hours is not None:
@@ -99,7 +102,13 @@ class Planner:
     def first_due(self, enrolled_at: datetime, lead_key: str) -> datetime:
         """When step 0 is due for a lead enrolled at `enrolled_at`."""
         step = self.sequence.steps[0]
-        day = self.calendar.add_allowed_days(self.day_one(enrolled_at), step.day - 1)
+        day = self._first_days.get(enrolled_at)
+        if day is None:
+            if len(self._first_days) >= 64:  # a long-lived planner sees many moments: keep the recent ones
+                self._first_days.clear()
+            day = self._first_days[enrolled_at] = self.calendar.add_allowed_days(
+                self.day_one(enrolled_at), step.day - 1
+            )
         return self._slot(step, day, enrolled_at, lead_key)
 
     def due_after(self, index: int, happened_at: datetime, lead_key: str) -> datetime | None:

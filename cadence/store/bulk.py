@@ -9,7 +9,7 @@ dicts)` writes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import Any
 
@@ -69,6 +69,23 @@ def bind_value(conn: Connection, table: Table, name: str) -> Callable[[Any], Any
     dialect = conn.dialect
     process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
     return process or (lambda value: value)
+
+
+def bind_shared(conn: Connection, table: Table, name: str, values: Iterable[Any]) -> list[Any]:
+    """Driver values of one column for many rows, each distinct *object* converted once.
+
+    Rows that share a value (a history detail common to thousands of leads) pass the same
+    object, and its JSON is written once rather than once a row.
+    """
+    to_driver = bind_value(conn, table, name)
+    bound: dict[int, Any] = {}
+    out = []
+    for value in values:
+        driver = bound.get(id(value))
+        if driver is None:
+            driver = bound[id(value)] = to_driver(value)
+        out.append(driver)
+    return out
 
 
 def raw(column: Column[Any]) -> Any:

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, bindparam, or_, select, update
 
 from cadence.names import LIVE_STATES, HistoryKind, TouchStatus
-from cadence.store.bulk import bind_value, insert_many, raw, reader
+from cadence.store.bulk import bind_shared, insert_many, raw, reader
 from cadence.store.tables import EnrollmentT, HistoryT, LeadT, TouchT
 
 E = EnrollmentT.c
@@ -164,13 +164,7 @@ def record_migrations(
     """
     if not entries:
         return
-    to_json = bind_value(conn, HistoryT, "detail")
-    bound: dict[int, Any] = {}
-    rows = []
-    for lead_id, detail in entries:
-        value = bound.get(id(detail))
-        if value is None:
-            value = bound[id(detail)] = to_json(detail)
-        rows.append((lead_id, value))
+    bound = bind_shared(conn, HistoryT, "detail", (detail for _, detail in entries))
+    rows = [(lead_id, value) for (lead_id, _), value in zip(entries, bound, strict=True)]
     constant = {"at": now, "kind": HistoryKind.MIGRATED, "cause": cause}
     insert_many(conn, HistoryT, ("lead_id", "detail"), rows, constant, prebound=("detail",))

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, and_, bindparam, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cadence.names import LIVE_STATES, MOVABLE_STAGES, Channel, EnrollmentState, HistoryKind, Stage
-from cadence.store.bulk import insert_many, raw, reader
+from cadence.store.bulk import bind_shared, insert_many, raw, reader
 from cadence.store.db import isolated
 from cadence.store.errors import Conflict
 from cadence.store.tables import EnrollmentT, HistoryT, LeadT, RecycleT, SuppressionT
@@ -143,7 +143,9 @@ def add(
     except IntegrityError as exc:
         raise Conflict("a lead was enrolled elsewhere meanwhile") from exc
     history = {"at": batch.at, "kind": HistoryKind.ENROLLED, "cause": batch.cause}
-    insert_many(conn, HistoryT, ("lead_id", "detail"), list(details), _plain(history))
+    bound = bind_shared(conn, HistoryT, "detail", (detail for _, detail in details))
+    rows = [(lead_id, value) for (lead_id, _), value in zip(details, bound, strict=True)]
+    insert_many(conn, HistoryT, ("lead_id", "detail"), rows, _plain(history), prebound=("detail",))
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:

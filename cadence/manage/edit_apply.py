@@ -90,12 +90,17 @@ def _write_moves(app: App, conn: Connection, sp: SequencePlan, version_id: int, 
     )  # fmt: skip
     cancelled = [m.pending_touch_id for m in sp.moves if m.at.cancel_pending and m.pending_touch_id is not None]
     edits.cancel_touches(conn, cancelled, now, f"step removed from {sp.sequence} in v{number}")
-    # One history row per migrated enrollment; the due times are in it when they changed. Most
-    # rows share their detail, so each distinct detail is one dict, turned into JSON once.
+    # One history row per migrated enrollment; the due times are in it when they changed. Those whose
+    # next step and time stand (most of them) are written by the database, their step read from the row;
+    # the others here, where each distinct detail is one dict, turned into JSON once.
     details: dict[tuple[Any, ...], dict[str, Any]] = {}
     history = []
+    changed = []
     for m in sp.moves:
         retimed = m.at.retime and m.old_due != m.new_due
+        if not retimed and m.old_step == m.new_step:
+            continue
+        changed.append(m.id)
         key = (m.old_step, m.new_step, m.old_due, m.new_due) if retimed else (m.old_step, m.new_step)
         detail = details.get(key)
         if detail is None:
@@ -108,6 +113,21 @@ def _write_moves(app: App, conn: Connection, sp: SequencePlan, version_id: int, 
             details[key] = detail
         history.append((m.lead_id, detail))
     edits.record_migrations(conn, history, now, "cadence apply")
+    standing = edits.record_unchanged_migrations(
+        conn,
+        sp.sequence,
+        version_id,
+        (sp.from_version, number),
+        max(m.id for m in sp.moves),
+        changed,
+        now,
+        "cadence apply",
+    )
+    if standing + len(changed) != len(sp.moves):
+        raise ApplyError(
+            f"{sp.sequence}: wrote {standing + len(changed):,} migration rows for {len(sp.moves):,} enrollments "
+            "(nothing was applied)"
+        )
     for m in sp.moves:
         if m.at.new_index is None:  # nothing left for it in the new version: it completes (and the rules run)
             row = enrollments.get(conn, m.id)

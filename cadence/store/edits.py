@@ -12,11 +12,12 @@ only the due times it re-computes, with `time_reader`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, or_, select, update
+from sqlalchemy import Connection, bindparam, or_, select, text, update
 
 from cadence.names import LIVE_STATES, HistoryKind, TouchStatus
 from cadence.store.bulk import bind_shared, insert_many, raw, reader
@@ -168,3 +169,51 @@ def record_migrations(
     rows = [(lead_id, value) for (lead_id, _), value in zip(entries, bound, strict=True)]
     constant = {"at": now, "kind": HistoryKind.MIGRATED, "cause": cause}
     insert_many(conn, HistoryT, ("lead_id", "detail"), rows, constant, prebound=("detail",))
+
+
+def record_unchanged_migrations(
+    conn: Connection,
+    sequence_id: str,
+    version_id: int,
+    versions: tuple[int | None, int],
+    up_to_id: int,
+    written: Sequence[int],
+    now: datetime,
+    cause: str,
+) -> int:
+    """`migrated` rows for the live enrollments of the sequence whose next step stands, written by the database.
+
+    Most enrollments of an edited sequence keep their next step and its time: their detail
+    differs only by that step, so one INSERT ... SELECT writes their rows (the step read from the
+    enrollment) instead of a row each from Python. `written` are the enrollments whose rows the
+    caller wrote itself (a step or a time changed), `up_to_id` the newest enrollment the plan saw:
+    one a rule creates during the apply is not the plan's. `versions` is (from, to), as numbers.
+    Returns how many rows it wrote.
+    """
+    pg = conn.dialect.name == "postgresql"
+    if pg:
+        detail = (
+            "json_build_object('sequence', CAST(:seq AS text), 'from_version', CAST(:from_v AS integer), "
+            "'to_version', CAST(:to_v AS integer), 'next_step', json_build_array(e.next_step, e.next_step))"
+        )
+        not_written = "NOT (e.id = ANY(CAST(:written AS integer[])))"
+        ids: Any = list(written)
+    else:
+        detail = (
+            "json_object('sequence', :seq, 'from_version', :from_v, 'to_version', :to_v, "
+            "'next_step', json_array(e.next_step, e.next_step))"
+        )
+        not_written = "e.id NOT IN (SELECT value FROM json_each(:written))"  # one parameter, however many
+        ids = json.dumps(list(written))
+    live = ", ".join(f"'{state}'" for state in LIVE_STATES)
+    statement = text(
+        f"INSERT INTO history (lead_id, at, kind, detail, cause) "
+        f"SELECT e.lead_id, :at, :kind, {detail}, :cause FROM enrollment AS e "
+        f"WHERE e.sequence_id = :seq AND e.state IN ({live}) AND e.version_id = :vid AND e.id <= :up_to "
+        f"AND {not_written} ORDER BY e.id"
+    ).bindparams(bindparam("at", type_=HistoryT.c.at.type))
+    values = {
+        "at": now, "kind": str(HistoryKind.MIGRATED), "cause": cause, "seq": sequence_id, "from_v": versions[0],
+        "to_v": versions[1], "vid": version_id, "up_to": up_to_id, "written": ids,
+    }  # fmt: skip
+    return int(conn.execute(statement, values).rowcount)

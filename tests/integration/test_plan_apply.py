@@ -191,7 +191,10 @@ def test_apply_migrates_every_enrollment_exactly_as_the_plan_said(edited: Path, 
             v2 = conn.execute(
                 select(VersionT.c.id).where(VersionT.c.sequence_id == "edit-me", VersionT.c.version == 2)
             ).scalar_one()
-            migrated = list(conn.execute(select(HistoryT.c.lead_id).where(HistoryT.c.kind == "migrated")).scalars())
+            migrated_rows = conn.execute(
+                select(HistoryT.c.lead_id, HistoryT.c.detail).where(HistoryT.c.kind == "migrated")
+            )
+            migrated = {lead: detail for lead, detail in migrated_rows}
     finally:
         app.close()
     assert done["applied"] is True
@@ -216,6 +219,18 @@ def test_apply_migrates_every_enrollment_exactly_as_the_plan_said(edited: Path, 
     }
     assert {v["version_id"] for v in after.values()} == {v2}
     assert sorted(migrated) == sorted(after)  # every migration is in the lead's history
+    # and says what moved: the step always, the due time when it changed (C1 and C2 keep both, and
+    # their rows are the ones the database writes itself, INSERT ... SELECT, on both stores)
+    expected = {}
+    for lead, was in before.items():
+        now_at = after[lead]
+        detail = {"sequence": "edit-me", "from_version": 1, "to_version": 2}
+        detail["next_step"] = [was["next_step"], now_at["next_step"]]
+        if was["next_due_at"] != now_at["next_due_at"]:
+            detail["next_due_at"] = [was["next_due_at"].isoformat(), now_at["next_due_at"].isoformat()]
+        expected[lead] = detail
+    assert migrated == expected
+    assert sorted(lead for lead, d in migrated.items() if "next_due_at" not in d) == ["C1", "C2"]
 
 
 def test_after_apply_the_engine_follows_the_new_version_and_never_repeats_a_step(edited: Path, db_url: str) -> None:

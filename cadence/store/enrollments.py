@@ -133,6 +133,17 @@ def defer(conn: Connection, enrollment_id: int, pending: int | None, due: dateti
     return conn.execute(query).rowcount == 1
 
 
+# An active enrollment still waiting on the touch it was read with: the guard of the batched writes below,
+# each an executemany over rows `lock_due` locked in the same transaction.
+_AS_READ = (
+    E.id == bindparam("e_id"),
+    E.state == EnrollmentState.ACTIVE,
+    E.pending_touch_id.is_not_distinct_from(bindparam("e_from")),
+)
+_DEFER_MANY = update(EnrollmentT).where(*_AS_READ).values(next_due_at=bindparam("due", type_=E.next_due_at.type))
+_CLAIM_MANY = update(EnrollmentT).where(*_AS_READ).values(next_due_at=None, pending_touch_id=bindparam("touch"))
+
+
 def defer_many(conn: Connection, deferrals: Sequence[tuple[int, int | None, datetime]]) -> int:
     """`defer` for a batch in one statement (executemany): (enrollment, its pending touch as read, new due time).
 
@@ -142,16 +153,7 @@ def defer_many(conn: Connection, deferrals: Sequence[tuple[int, int | None, date
     """
     if not deferrals:
         return 0
-    query = (
-        update(EnrollmentT)
-        .where(
-            E.id == bindparam("d_id"),
-            E.state == EnrollmentState.ACTIVE,
-            E.pending_touch_id.is_not_distinct_from(bindparam("d_from")),
-        )
-        .values(next_due_at=bindparam("d_due", type_=E.next_due_at.type))
-    )
-    result = conn.execute(query, [{"d_id": e, "d_from": p, "d_due": due} for e, p, due in deferrals])
+    result = conn.execute(_DEFER_MANY, [{"e_id": e, "e_from": p, "due": due} for e, p, due in deferrals])
     return int(result.rowcount)
 
 
@@ -163,16 +165,7 @@ def claim_many(conn: Connection, claims: Sequence[tuple[int, int | None, int]]) 
     """
     if not claims:
         return 0
-    query = (
-        update(EnrollmentT)
-        .where(
-            E.id == bindparam("c_id"),
-            E.state == EnrollmentState.ACTIVE,
-            E.pending_touch_id.is_not_distinct_from(bindparam("c_from")),
-        )
-        .values(next_due_at=None, pending_touch_id=bindparam("c_touch"))
-    )
-    result = conn.execute(query, [{"c_id": e, "c_from": p, "c_touch": t} for e, p, t in claims])
+    result = conn.execute(_CLAIM_MANY, [{"e_id": e, "e_from": p, "touch": t} for e, p, t in claims])
     return int(result.rowcount)
 
 

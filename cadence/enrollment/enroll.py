@@ -294,17 +294,14 @@ def _enroll_chunk(
     if target.id == 0:  # the first enrollment into a never-published file publishes it
         target.id, target.version = publish(conn, app.catalog.get(target.sequence_id), now)
     # Leads due at the same second share one detail dict, which the store turns into JSON once.
+    about = {"sequence": spec.id, "version": target.version, "first_step": first.id}
     shared: dict[str, dict[str, Any]] = {}
-    details = [
-        (
-            lead_id,
-            shared.get(iso)
-            or shared.setdefault(
-                iso, {"sequence": spec.id, "version": target.version, "first_step": first.id, "due_at": iso}
-            ),
-        )
-        for (lead_id, _), iso in zip(due, due_iso, strict=True)
-    ]
+    details: list[tuple[str, dict[str, Any]]] = []
+    for (lead_id, _), iso in zip(due, due_iso, strict=True):
+        detail = shared.get(iso)
+        if detail is None:
+            detail = shared[iso] = {**about, "due_at": iso}
+        details.append((lead_id, detail))
     enrolling.add(conn, Batch(spec.id, target.id, spec.kind, first.id, now, cause), due, details)
     stage = Stage.WORKING if spec.kind == SequenceKind.OUTBOUND else Stage.NURTURE
     moving = [lead_id for lead_id, _ in due if leads[lead_id].stage != stage]  # already there: nothing to write

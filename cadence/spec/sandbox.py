@@ -19,6 +19,8 @@ template would hold up every send. Each render here is bounded:
   SIGALRM timer would not, and it costs nothing in templates without loops; arming and
   restoring a SIGALRM handler for each render measured 13 us, against 16 us for rendering
   the starter's intro email body itself.
+- **Depth** (`budget.MAX_CALL_DEPTH`, 100). Calls nest at most that deep, so a template that
+  calls itself is named for what it does at once, not when the clock runs out.
 
 Whatever goes wrong (a limit, a Jinja2 error, a Python error raised by an expression such
 as `{{ lead.fields.seats + 10 }}` on text, the sandbox's SecurityError, an OverflowError,

@@ -76,6 +76,7 @@ def _claim(app: App, worker_id: str, now: datetime, report: PassReport, *, isola
         retries = claims.touch_attempts(conn, [r.pending_touch_id for r in rows if r.pending_touch_id])
         inserts: list[dict[str, Any]] = []
         deferrals: list[tuple[int, int | None, datetime]] = []  # written together, after the batch is decided
+        reclaims: list[tuple[int, dict[str, Any]]] = []  # retries: their touch claimed again
 
         def consider(row: EnrollmentRow) -> None:
             """Skip, defer or claim one due enrollment; the batch's lists change only once nothing can fail."""
@@ -107,9 +108,8 @@ def _claim(app: App, worker_id: str, now: datetime, report: PassReport, *, isola
                 "variant": variant, "sender": lead.owner if step.channel in MESSAGE_CHANNELS else None,
             }  # fmt: skip
             job = Job(0, row, lead, spec, index, planner, app.renderer_for(conn, row.version_id), variant, message_id)
-            if row.pending_touch_id is not None:  # a retry: its touch is claimed again
-                if not claims.reclaim(conn, row.pending_touch_id, touch):
-                    raise ClaimLost(f"touch {row.pending_touch_id} is no longer waiting for its retry")
+            if row.pending_touch_id is not None:  # a retry: its touch is claimed again, with the batch's
+                reclaims.append((row.pending_touch_id, touch))
                 job.touch_id = row.pending_touch_id
                 job.attempts = retries.get(job.touch_id, (0, None))[0]
             else:
@@ -140,6 +140,8 @@ def _claim(app: App, worker_id: str, now: datetime, report: PassReport, *, isola
                 set_aside(conn, row.lead_id, row.id, now, f"claiming {row.sequence_id}/{row.next_step}", exc)
         if enrollments.defer_many(conn, deferrals) != len(deferrals):
             raise ClaimLost(f"deferred fewer than the {len(deferrals)} locked enrollments held back")
+        if claims.reclaim_many(conn, reclaims) != len(reclaims):
+            raise ClaimLost(f"of {len(reclaims)} touches due for their retry, some were no longer waiting")
         fresh = iter(claims.claim_new(conn, inserts))
         for job in jobs:
             if job.touch_id == 0:

@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cadence.channels.base import PermanentError, UncertainError
 from cadence.engine.isolation import describe, set_aside
@@ -99,11 +100,11 @@ def record(
                 report.add("dropped", job.step.channel)
         mine = [j for j in jobs if j.touch_id in won]
         if not isolate:
-            logged = _sent_history(conn, mine, now)
-            moves: list[tuple[EnrollmentRow, Planner, int]] = []  # sent, and alone in the batch: moved together
+            batch = _Batch(_batched_history(conn, mine, results, now))
             for job in mine:
-                _follow_up(app, conn, job, results, now, report, moves if job.touch_id in logged else None)
-            move_on_many(conn, app, moves, now, now)
+                _follow_up(app, conn, job, results, now, report, batch)
+            move_on_many(conn, app, batch.moves, now, now)
+            enrollments.defer_many(conn, batch.retries)  # a finished enrollment no longer matches, as with `defer`
             return
         for job in mine:
             part = PassReport()
@@ -118,6 +119,15 @@ def record(
             report.merge(part)
 
 
+@dataclass
+class _Batch:
+    """What a batch writes together rather than touch by touch: no statement per touch on the usual path."""
+
+    logged: set[int]  # touches whose history row `_batched_history` wrote
+    moves: list[tuple[EnrollmentRow, Planner, int]] = field(default_factory=list)  # sent: moved on together
+    retries: list[tuple[int, int | None, datetime]] = field(default_factory=list)  # deferred to their backoff
+
+
 def _follow_up(
     app: App,
     conn: Connection,
@@ -125,38 +135,44 @@ def _follow_up(
     results: dict[int, Result],
     now: datetime,
     report: PassReport,
-    moves: list[tuple[EnrollmentRow, Planner, int]] | None,
+    batch: _Batch | None,
 ) -> None:
     """What follows one recorded touch: its history, the rules for a permanent failure, the enrollment's move.
 
-    With `moves`, a sent touch whose history row is already written is moved with the others in one batch.
+    With `batch`, what can be written with the rest of the batch (a history row already written,
+    the move of a sent touch, a retry's deferral) is left to it; without, each is written here.
     """
     step, lead_id = job.step, job.enrollment.lead_id
+    logged = batch is not None and job.touch_id in batch.logged
+    detail = {"sequence": job.spec.id, "step": step.id, "channel": step.channel, "touch": job.touch_id}
     if job.error is None and step.channel not in TASK_CHANNELS:
-        if moves is not None:  # the lead's only touch in the batch
-            moves.append((job.claimed, job.planner, job.index))
+        if batch is not None and logged:  # the lead's only touch in the batch
+            batch.moves.append((job.claimed, job.planner, job.index))
         else:
-            detail = {"sequence": job.spec.id, "step": step.id, "channel": step.channel, "touch": job.touch_id}
             history.add(conn, lead_id, now, HistoryKind.TOUCH, {**detail, "status": TouchStatus.SENT})
             move_on(conn, app, job.claimed, job.planner, job.index, now, now)
         report.add("sent", step.channel)
         return
-    detail = {"sequence": job.spec.id, "step": step.id, "channel": step.channel, "touch": job.touch_id}
     if job.error is None:
-        history.add(conn, lead_id, now, HistoryKind.TASK_OPENED, {**detail, "owner": job.lead.owner})
+        if not logged:
+            history.add(conn, lead_id, now, HistoryKind.TASK_OPENED, {**detail, "owner": job.lead.owner})
         report.add("tasks_opened", step.channel)
         return  # the sequence waits for the task: logged, or expired by the sweep
     error = job.error
     result = results[job.touch_id]
     if result.status == TouchStatus.UNKNOWN:
-        history.add(
-            conn, lead_id, now, HistoryKind.TOUCH, {**detail, "status": TouchStatus.UNKNOWN, "error": str(error)}
-        )
+        if not logged:
+            history.add(
+                conn, lead_id, now, HistoryKind.TOUCH, {**detail, "status": TouchStatus.UNKNOWN, "error": str(error)}
+            )
         report.add("unknown", step.channel)
         return  # the enrollment waits, like one whose worker died mid-send
     if result.status == TouchStatus.SCHEDULED:
         assert result.retry_at is not None
-        enrollments.defer(conn, job.enrollment.id, job.touch_id, result.retry_at)
+        if batch is not None:
+            batch.retries.append((job.enrollment.id, job.touch_id, result.retry_at))
+        else:
+            enrollments.defer(conn, job.enrollment.id, job.touch_id, result.retry_at)
         report.add("retrying", step.channel)
         return
     history.add(conn, lead_id, now, HistoryKind.TOUCH, {**detail, "status": TouchStatus.FAILED, "error": str(error)})
@@ -203,26 +219,37 @@ def _result(app: App, job: Job, now: datetime) -> Result:
     return Result(job.touch_id, TouchStatus.FAILED, attempts, job.subject, job.body, error=str(error))
 
 
-def _sent_history(conn: Connection, jobs: Sequence[Job], now: datetime) -> set[int]:
-    """The "sent" history rows, in one statement, for every lead with no other touch in the batch.
+def _batched_history(conn: Connection, jobs: Sequence[Job], results: dict[int, Result], now: datetime) -> set[int]:
+    """The history rows of sent, opened and unknown touches, one statement a kind, for leads with no
+    other touch in the batch; returns the touches whose row is written.
 
-    A lead's history then reads in the same order as if each touch were recorded in turn.
-    Returns the touches whose history row is written.
+    A lead with two touches in the batch has them written in turn by `_follow_up`, so that its
+    history reads in the same order as if each were recorded alone. A failure is left to
+    `_follow_up` too: its rules may write history of their own after it.
     """
-    sent = [j for j in jobs if j.error is None and j.step.channel not in TASK_CHANNELS]
     per_lead = Counter(j.enrollment.lead_id for j in jobs)
-    alone = [j for j in sent if per_lead[j.enrollment.lead_id] == 1]
-    rows = [
-        (
-            j.enrollment.lead_id,
-            {"sequence": j.spec.id, "step": j.step.id, "channel": j.step.channel, "touch": j.touch_id,
-             "status": TouchStatus.SENT},
-            None,
-        )
-        for j in alone
-    ]  # fmt: skip
-    history.add_many(conn, now, HistoryKind.TOUCH, rows)
-    return {j.touch_id for j in alone}
+    rows: dict[HistoryKind, list[tuple[str, dict[str, Any], str | None]]] = defaultdict(list)
+    logged: set[int] = set()
+    for job in jobs:
+        if per_lead[job.enrollment.lead_id] != 1:
+            continue
+        step = job.step
+        detail: dict[str, Any] = {"sequence": job.spec.id, "step": step.id, "channel": step.channel}
+        detail["touch"] = job.touch_id
+        status = results[job.touch_id].status
+        if status == TouchStatus.SENT:
+            rows[HistoryKind.TOUCH].append((job.enrollment.lead_id, {**detail, "status": TouchStatus.SENT}, None))
+        elif status == TouchStatus.TASK_OPEN:
+            rows[HistoryKind.TASK_OPENED].append((job.enrollment.lead_id, {**detail, "owner": job.lead.owner}, None))
+        elif status == TouchStatus.UNKNOWN:
+            entry = {**detail, "status": TouchStatus.UNKNOWN, "error": str(job.error)}
+            rows[HistoryKind.TOUCH].append((job.enrollment.lead_id, entry, None))
+        else:
+            continue
+        logged.add(job.touch_id)
+    for kind, batch in rows.items():
+        history.add_many(conn, now, kind, batch)
+    return logged
 
 
 def _retry_at(app: App, job: Job, attempts: int, now: datetime) -> datetime:

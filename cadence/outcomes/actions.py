@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -112,3 +113,28 @@ def notify_owner(conn: Connection, lead: LeadRow, enrollment_id: int, title: str
         conn, lead.id, now, HistoryKind.TASK_OPENED, {"touch": touch_id, "title": title, "owner": lead.owner}, note
     )
     return touch_id
+
+
+def recycle_many(
+    conn: Connection, app: App, recycling: Sequence[tuple[LeadRow, Then, str]], now: datetime
+) -> list[list[str]]:
+    """`_recycle` of leads whose enrollment has already ended (a completion), for rules with no
+    `max_recycles`: their pending recycles and stages in one statement each. Returns what was done, per lead.
+
+    As in `_recycle` with no live enrollment, the recycle names no enrollment it came from.
+    """
+    pending: list[tuple[str, str, datetime, str | None, int | None]] = []
+    stages: list[tuple[str, str]] = []
+    done: list[list[str]] = []
+    for lead, then, cause in recycling:
+        target = then.recycle
+        assert target is not None and then.max_recycles is None
+        due = now + cool_off(then)
+        pending.append((lead.id, target, due, cause, None))
+        loaded = app.catalog.sequences.get(target)  # a missing file is refused when due, as in `_recycle`
+        nurture = loaded is not None and loaded.spec.kind == SequenceKind.NURTURE
+        stages.append((lead.id, Stage.NURTURE if nurture else Stage.RECYCLED))
+        done.append([f"recycled into {target} on {local_day(due, lead.timezone or app.settings.timezone)}"])
+    recycles.add_many(conn, pending, now)
+    leads.set_stages(conn, stages, now)
+    return done

@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cadence.enrollment.progression import Advanced, advance, advance_many
-from cadence.names import EnrollmentState, Event, Outcome
-from cadence.outcomes.events import on_event
+from cadence.names import Outcome
+from cadence.outcomes.events import on_completed_many, tell_completed
 from cadence.plan.planner import Planner
 from cadence.store import enrollments
 from cadence.store.rows import EnrollmentRow
@@ -36,7 +36,7 @@ def move_on(
     """Move past step `index` (guarded), and run the `completed` rules if that was the last step."""
     result = advance(conn, enrollment, planner, index, happened_at, now)
     if result.completed:
-        _tell_rules(conn, app, enrollment, now)
+        tell_completed(conn, app, enrollment, now)
     return result
 
 
@@ -48,9 +48,7 @@ def move_on_many(
     now: datetime,
 ) -> list[tuple[EnrollmentRow, Advanced]]:
     results = advance_many(conn, moves, happened_at, now)
-    for enrollment, result in results:
-        if result.completed:
-            _tell_rules(conn, app, enrollment, now)
+    on_completed_many(conn, app, [enrollment for enrollment, result in results if result.completed], now)
     return results
 
 
@@ -58,19 +56,5 @@ def complete(conn: Connection, app: App, enrollment: EnrollmentRow, now: datetim
     """Finish a live enrollment that has no step left (an applied edit removed them), then tell the rules."""
     if not enrollments.finish(conn, enrollment, Outcome.COMPLETED, now, cause):
         return False
-    _tell_rules(conn, app, enrollment, now)
+    tell_completed(conn, app, enrollment, now)
     return True
-
-
-def _tell_rules(conn: Connection, app: App, enrollment: EnrollmentRow, now: datetime) -> None:
-    finished = enrollment._replace(state=EnrollmentState.FINISHED, outcome=Outcome.COMPLETED)
-    on_event(
-        conn,
-        app,
-        enrollment.lead_id,
-        Event.COMPLETED,
-        now,
-        cause=f"{enrollment.sequence_id} completed",
-        detail={"sequence": enrollment.sequence_id},
-        enrollments=[finished],
-    )

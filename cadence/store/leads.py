@@ -59,6 +59,13 @@ def set_stage(
     return bool(conn.execute(query).rowcount)
 
 
+def set_stages(conn: Connection, stages: Sequence[tuple[str, str]], now: datetime) -> None:
+    """`set_stage` (unconditional) for many leads in one executemany: (lead, stage)."""
+    if stages:
+        params = [{"staged_lead": lead, "staged_stage": stage, "staged_at": now} for lead, stage in stages]
+        conn.execute(_SET_STAGE, params)
+
+
 def mark_email_invalid(conn: Connection, lead_id: str, now: datetime) -> None:
     conn.execute(update(LeadT).where(LeadT.c.id == lead_id).values(email_invalid=True, updated_at=now))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, delete, select
@@ -30,6 +30,18 @@ def add(
             "from_enrollment_id": from_enrollment_id, "created_at": now,
         },
     )  # fmt: skip
+
+
+def add_many(
+    conn: Connection, rows: Sequence[tuple[str, str, datetime, str | None, int | None]], now: datetime
+) -> None:
+    """`add` for many leads in one executemany: (lead, sequence, due, cause, from enrollment)."""
+    params = [
+        {"lead_id": lead, "sequence_id": seq, "due_at": due, "cause": cause, "from_enrollment_id": src}
+        for lead, seq, due, cause, src in rows
+    ]
+    if params:
+        conn.execute(_ADD.values(created_at=now), params)
 
 
 def due(conn: Connection, now: datetime) -> list[RecycleRow]:

@@ -282,7 +282,8 @@ def test_a_retry_by_hand_needs_an_unknown_touch(app: App) -> None:
 def test_reclaiming_needs_a_touch_that_waits_for_its_retry(app: App) -> None:
     job = _claimed(app)
     with app.engine.begin() as conn:
-        assert not claims.reclaim(conn, job.touch_id, {"claimed_by": "worker-B"})
+        values = {"claimed_by": "worker-B", "lease_until": app.clock.now(), "message_id": None, "owner": "alice"}
+        assert claims.reclaim_many(conn, [(job.touch_id, {**values, "variant": None, "sender": "alice"})]) == 0
     assert _row(app, TouchT, job.touch_id)["claimed_by"] == "worker-A"
 
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cadence.clock import Clock
-from cadence.config import Settings, load_settings, quiet_window
+from cadence.config import Settings, quiet_window
 from cadence.plan.tokens import SECRET_ENV
+from cadence.settings_cache import cached_settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
@@ -30,19 +31,12 @@ if TYPE_CHECKING:
     from cadence.store.versions import SpecCache
 
 
-def _spec_cache() -> SpecCache:
-    from cadence.store.versions import SpecCache
-
-    return SpecCache()
-
-
 @dataclass
 class App:
     settings: Settings
     clock: Clock
     database_url: str
     secret: str | None = None
-    specs: SpecCache = field(default_factory=_spec_cache)
     migrate: bool = True  # bring the schema to head when the store is first opened (`cadence run` asks first)
 
     @classmethod
@@ -55,11 +49,19 @@ class App:
         *,
         migrate: bool = True,
     ) -> App:
-        """Build from config.yaml; secrets (CADENCE_SECRET) come only from the environment."""
+        """Build from config.yaml (validated, or as validated before: `cadence.settings_cache`); secrets
+        (CADENCE_SECRET) come only from the environment."""
         env = os.environ if environ is None else environ
-        settings = load_settings(config_path)
+        settings = cached_settings(config_path, env)
         url = database_url or settings.database_url(env)
         return cls(settings, clock, url, env.get(SECRET_ENV) or None, migrate=migrate)
+
+    @cached_property
+    def specs(self) -> SpecCache:
+        """Published versions read so far; built on first use, so `cadence tasks` loads no sequence model."""
+        from cadence.store.versions import SpecCache
+
+        return SpecCache()
 
     @cached_property
     def engine(self) -> Engine:

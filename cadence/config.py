@@ -15,17 +15,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cadence.inbox_settings import InboxSettings
 from cadence.spec import values
+from cadence.spec.diagnostics import Diagnostic, SpecError
 from cadence.spec.rules import Rule, as_set
-from cadence.spec.source import Diagnostic, Located, SpecError, read_yaml, validate_model
 from cadence.user_settings import User, check_proxies, user_problems
 
 if TYPE_CHECKING:
     from cadence.spec.budget import RenderLimits
+    from cadence.spec.source import Located
 
 
 def known_calendar(code: str) -> bool:
@@ -51,7 +51,7 @@ def _check_calendar(code: str) -> None:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class DefaultSchedule(Strict):
@@ -107,25 +107,12 @@ class Sender(Strict):
     @field_validator("email")
     @classmethod
     def _email(cls, v: str) -> str:
-        try:
-            return validate_email(v, check_deliverability=False).normalized
-        except EmailNotValidError as exc:
-            raise ValueError(str(exc)) from exc
+        return values.email_address(v)
 
     @field_validator("phone")
     @classmethod
     def _phone(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        import phonenumbers  # here, not at the top: only a sender with a phone needs it
-
-        try:
-            number = phonenumbers.parse(v, None)
-        except phonenumbers.NumberParseException as exc:
-            raise ValueError(f"phone {v!r} is not in E.164 form (+15550100001): {exc}") from exc
-        if not phonenumbers.is_possible_number(number):
-            raise ValueError(f"phone {v!r} is not a possible number")
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return None if v is None else values.phone_number(v)
 
 
 class SmtpSettings(Strict):
@@ -140,7 +127,7 @@ class SmtpSettings(Strict):
 
 class EmailSettings(Strict):
     transport: Literal["outbox", "smtp"] = "outbox"
-    smtp: SmtpSettings = SmtpSettings()
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     unsubscribe_mailto: str | None = Field(None, description="mailto address in List-Unsubscribe")
     domain: str | None = Field(None, description="Message-ID domain; default: the sender's domain")
 
@@ -156,7 +143,7 @@ class SmsSettings(Strict):
     transport: Literal["outbox", "twilio"] = "outbox"
     quiet_hours: str = Field("21:00-08:00", description="Lead-local hours when no SMS goes out (TCPA)")
     require_consent: bool = True
-    twilio: TwilioSettings = TwilioSettings()
+    twilio: TwilioSettings = Field(default_factory=TwilioSettings)
 
     @field_validator("quiet_hours")
     @classmethod
@@ -236,20 +223,20 @@ class Settings(Strict):
     region: str | None = Field(
         None, description="ISO 3166-2 subdivision whose holidays leads of its country keep when they name none (US-CA)"
     )
-    schedule: DefaultSchedule = DefaultSchedule()
+    schedule: DefaultSchedule = Field(default_factory=DefaultSchedule)
     senders: list[Sender] = Field(default_factory=list)
     templates: str = "templates"
     sequences: str = "sequences"
     outbox: str = "outbox"
     public_url: str | None = Field(None, description="Public base URL of `cadence serve` (unsubscribe links, webhooks)")
-    email: EmailSettings = EmailSettings()
-    sms: SmsSettings = SmsSettings()
-    tasks: TaskSettings = TaskSettings()
-    limits: LimitSettings = LimitSettings()
-    engine: EngineSettings = EngineSettings()
-    enroll: EnrollSettings = EnrollSettings()
-    render: RenderSettings = RenderSettings()
-    inbox: InboxSettings = InboxSettings()
+    email: EmailSettings = Field(default_factory=EmailSettings)
+    sms: SmsSettings = Field(default_factory=SmsSettings)
+    tasks: TaskSettings = Field(default_factory=TaskSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    enroll: EnrollSettings = Field(default_factory=EnrollSettings)
+    render: RenderSettings = Field(default_factory=RenderSettings)
+    inbox: InboxSettings = Field(default_factory=InboxSettings)
     dispositions: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_DISPOSITIONS), description="Codes SDRs log on tasks, with labels"
     )
@@ -349,6 +336,8 @@ def quiet_window(text: str) -> values.Window:
 
 
 def check_settings(path: Path) -> tuple[Settings | None, list[Diagnostic]]:
+    from cadence.spec.source import read_yaml, validate_model  # YAML and its line numbers: only when reading the file
+
     doc, diags = read_yaml(path)
     if doc is None:
         return None, diags
@@ -386,6 +375,8 @@ def _duplicate_senders(doc: Located) -> list[Diagnostic]:
 
 def check_references(path: Path, settings: Settings, sequence_ids: set[str]) -> list[Diagnostic]:
     """Rules must name configured disposition codes and existing sequences (needs the catalog); mailboxes, senders."""
+    from cadence.spec.source import read_yaml
+
     doc, _ = read_yaml(path)
     if doc is None:
         return []

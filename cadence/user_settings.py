@@ -18,7 +18,7 @@ Role = Literal["sdr", "manager"]
 
 
 class User(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     id: str = Field(min_length=1, max_length=100, description="An SDR's id is their sender id")
     name: str | None = None

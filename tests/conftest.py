@@ -32,6 +32,20 @@ TABLES = (
 )  # fmt: skip
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _settings_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Validated settings are cached per user (`cadence.settings_cache`): the tests keep theirs to themselves."""
+    folder = tmp_path_factory.mktemp("settings-cache")
+    folder.chmod(0o700)
+    before = os.environ.get("CADENCE_CACHE_DIR")
+    os.environ["CADENCE_CACHE_DIR"] = str(folder)
+    yield
+    if before is None:
+        os.environ.pop("CADENCE_CACHE_DIR", None)
+    else:
+        os.environ["CADENCE_CACHE_DIR"] = before
+
+
 def _pg_up() -> bool:
     try:
         engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")

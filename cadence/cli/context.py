@@ -34,7 +34,7 @@ class State:
             if not self.config.exists():
                 fail(f"{self.config}: no config file (run `cadence init DIR` for a starter project)")
             from cadence.app import App
-            from cadence.spec.source import SpecError
+            from cadence.spec.diagnostics import SpecError
 
             try:
                 self._app = App.load(self.config, clock, migrate=migrate)

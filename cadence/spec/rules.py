@@ -36,7 +36,7 @@ def as_set(value: OneOrMany | None) -> frozenset[str] | None:
 
 
 class When(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     disposition: OneOrMany | None = None
     event: OneOrMany | None = None
     kind: OneOrMany | None = None
@@ -69,7 +69,7 @@ class When(BaseModel):
 class Then(BaseModel):
     """The actions of a rule. `continue` lets the sequence go on (with the other actions applied)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
     continue_: bool = Field(False, alias="continue")
     finish: str | None = Field(None, description="End the enrollment and set the lead's stage")
     drop_channels: list[Channel] = Field(default_factory=list, description="Skip these steps for this lead")
@@ -107,7 +107,7 @@ class Then(BaseModel):
 
 
 class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     when: When
     then: Then
 

@@ -19,34 +19,9 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from cadence.spec.diagnostics import Diagnostic
+
 Loc = tuple[str | int, ...]
-
-
-@dataclass(frozen=True, order=True)
-class Diagnostic:
-    """One problem in one file, with the place a manager should look."""
-
-    path: str
-    line: int
-    col: int
-    message: str
-    severity: str = "error"
-
-    def __str__(self) -> str:
-        prefix = "" if self.severity == "error" else f"{self.severity}: "
-        return f"{self.path}:{self.line}:{self.col}: {prefix}{self.message}"
-
-    @property
-    def is_error(self) -> bool:
-        return self.severity == "error"
-
-
-class SpecError(Exception):
-    """Raised when a file cannot be used; carries every diagnostic found."""
-
-    def __init__(self, diagnostics: list[Diagnostic]):
-        self.diagnostics = diagnostics
-        super().__init__("\n".join(str(d) for d in diagnostics))
 
 
 # Limits that no file a manager writes comes near (the starter's largest is 3 KiB and 150

@@ -108,3 +108,26 @@ def holiday_calendar(country: str) -> Container[date]:
         return holidays.country_holidays(code, subdiv=subdiv or None)
     except NotImplementedError as exc:
         raise ValueError(f"no holiday calendar for country {shown(country)}") from exc
+
+
+def email_address(text: str) -> str:
+    """A sender's address, normalized as email-validator does (its domain lower-cased)."""
+    from email_validator import EmailNotValidError, validate_email  # ~50 ms of regexes: only when validating
+
+    try:
+        return validate_email(text, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def phone_number(text: str) -> str:
+    """A phone number in E.164 (+15550100001), as phonenumbers formats it."""
+    import phonenumbers  # here, not at the top: only a sender with a phone needs it
+
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"phone {text!r} is not in E.164 form (+15550100001): {exc}") from exc
+    if not phonenumbers.is_possible_number(number):
+        raise ValueError(f"phone {text!r} is not a possible number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -25,9 +25,10 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.schema import CreateIndex
 
 from cadence.store.db import alembic_config, current_revision, head_revision, make_engine, upgrade
-from cadence.store.tables import metadata
+from cadence.store.tables import schema_metadata
 from tests.conftest import PG_ADMIN_URL
 
+metadata = schema_metadata()
 MODEL_TABLES = set(metadata.tables)
 
 

@@ -36,7 +36,7 @@ MON_11 = "2026-11-23T11:00:00-05:00"
 def imported(*args: str, watch: tuple[str, ...] = HEAVY, project: Path | None = None) -> tuple[int, str, list[str]]:
     """Run `cadence ARGS` in `project` (else with no config file): its exit code, its output, and which
     of `watch` it imported."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CADENCE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CADENCE_") or k == "CADENCE_CACHE_DIR"}
     env |= {"CADENCE_NOW": MON_11} if project else {"CADENCE_CONFIG": "/nonexistent/config.yaml"}
     done = subprocess.run(
         [sys.executable, "-c", PROBE, ",".join(watch), *args],
@@ -81,6 +81,22 @@ def test_a_store_at_head_is_opened_without_alembic_and_validate_opens_no_store(t
         assert (code, heavy) == (0, []), out
     code, out, heavy = imported("validate", watch=("sqlalchemy", "sqlmodel", "alembic"), project=project)
     assert (code, heavy) == (0, []), out
+
+
+def test_a_config_validated_before_is_not_validated_again(tmp_path: Path) -> None:
+    """The second `cadence tasks` on an unchanged config.yaml reads its settings from the cache: no YAML,
+    no email-validator, holidays or phonenumbers. Editing the file brings them back."""
+    project = tmp_path / "p"
+    assert imported("init", str(project), project=tmp_path)[0] == 0
+    watch = ("yaml", "email_validator", "holidays", "phonenumbers")
+    code, out, first = imported("tasks", watch=watch, project=project)
+    assert code == 0 and first == sorted(watch), out  # a project never seen: validated, then kept
+    code, out, again = imported("tasks", watch=watch, project=project)
+    assert (code, again) == (0, []), out
+    config = project / "config.yaml"
+    config.write_text(config.read_text().replace("America/New_York", "America/Chicago", 1))
+    code, out, edited = imported("tasks", watch=watch, project=project)
+    assert code == 0 and edited == sorted(watch), out
 
 
 def test_schema_head_is_alembics_head() -> None:

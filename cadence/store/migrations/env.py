@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from alembic import context
 
-from cadence.store.tables import metadata
+from cadence.store.tables import schema_metadata
 
 config = context.config
-target_metadata = metadata
+target_metadata = schema_metadata()
 
 
 def _configure(**kwargs: object) -> None:

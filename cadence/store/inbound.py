@@ -9,13 +9,13 @@ message whose handling failed and rolled back leaves no row, so the next poll re
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, select, true, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from cadence.names import LIVE_STATES, Channel, TouchStatus
 from cadence.store.rows import InboundRow, LeadRow, TouchRow
@@ -26,10 +26,18 @@ MAX_ID = 400  # the column's width; longer Message-IDs are stored as their hash 
 
 
 # Statements built once: a poll runs them for every message, and building one cost more than running it.
-_FIRST = {
-    name: dialect.insert(InboundMessageT).on_conflict_do_nothing(index_elements=["message_id"]).returning(I.id)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}  # a row comes back only when it was inserted
+_FIRST: dict[str, Any] = {}  # per dialect, built on first use: a lead's status never imports PostgreSQL's
+
+
+def _first(name: str) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: a row comes back only when it was inserted."""
+    if name not in _FIRST:
+        dialect = importlib.import_module(f"sqlalchemy.dialects.{name}")
+        insert = dialect.insert(InboundMessageT).on_conflict_do_nothing(index_elements=["message_id"])
+        _FIRST[name] = insert.returning(I.id)
+    return _FIRST[name]
+
+
 OUTCOME = ("kind", "reason", "lead_id", "touch_id", "action", "until")
 _COMPLETE = (
     update(InboundMessageT)
@@ -56,7 +64,7 @@ def _storable(values: dict[str, Any]) -> dict[str, Any]:
 
 def first_reading(conn: Connection, values: dict[str, Any]) -> int | None:
     """Record that a message is being acted on; its row id, or None when it was read before."""
-    return conn.execute(_FIRST[conn.dialect.name], _storable(values)).scalar()
+    return conn.execute(_first(conn.dialect.name), _storable(values)).scalar()
 
 
 def complete(conn: Connection, row_id: int, values: dict[str, Any]) -> None:

@@ -77,7 +77,8 @@ def test_a_store_at_head_is_opened_without_alembic_and_validate_opens_no_store(t
     code, out, heavy = imported("leads", "import", "leads.csv", watch=("alembic",), project=project)
     assert (code, heavy) == (0, ["alembic"]), out  # a new database: the migrations create it
     for args in (["tasks"], ["status", "L1"]):
-        code, out, heavy = imported(*args, watch=("alembic", "mako"), project=project)
+        # Nor PostgreSQL's dialect on SQLite (a partial index's WHERE, an upsert, would load it).
+        code, out, heavy = imported(*args, watch=("alembic", "mako", "sqlalchemy.dialects.postgresql"), project=project)
         assert (code, heavy) == (0, []), out
     code, out, heavy = imported("validate", watch=("sqlalchemy", "sqlmodel", "alembic"), project=project)
     assert (code, heavy) == (0, []), out

@@ -35,10 +35,10 @@ may not have been stored: it is counted, never as lost.)
 
 Where the time goes, with `--profile` (needs `.venv/bin/pip install py-spy`): one more step at
 `--profile-rate` with py-spy attached to the server, summarised by thread, by kind of work,
-by package and by function; then the floor: `post_event`'s own calls (find the lead, read the
-return date, `record_event`) in this process one after another, without HTTP or threads, with
-the SQL statements per event and the time inside the driver. `--profile-out` keeps the
-collapsed stacks for a flame graph.
+by package and by function; then the floor: `post_event`'s own call (`record_event_by_ref`: find
+the lead, read the return date, record the event, in one transaction) in this process one after
+another, without HTTP or threads, with the SQL statements per event and the time inside the
+driver. `--profile-out` keeps the collapsed stacks for a flame graph.
 
 Loopback only; every wait has a deadline and the server is stopped on the way out. Run:
 `.venv/bin/python bench/serve.py [--store sqlite|postgresql] [--rates 100,200,300,400,600]
@@ -625,9 +625,7 @@ def floor(folder: Path, db_url: str, requests: list[Req]) -> dict[str, Any]:
     """
     from sqlalchemy import event as sa_event
 
-    from cadence.enrollment.inbound import find_lead
-    from cadence.outcomes.events import record_event
-    from cadence.outcomes.return_dates import return_date
+    from cadence.outcomes.events import record_event_by_ref
 
     app = App.load(folder / "config.yaml", FixedClock(parse_instant(NOW)), database_url=db_url)
     in_driver = [0, 0.0]  # statements, seconds
@@ -641,10 +639,8 @@ def floor(folder: Path, db_url: str, requests: list[Req]) -> dict[str, Any]:
 
     def one(req: Req) -> None:
         assert req.body is not None
-        lead = find_lead(app, req.body["lead"])
-        assert lead is not None, req.body["lead"]
-        until = return_date(app, lead, req.body.get("until"))
-        record_event(app, lead, req.body["event"], until=until, note=req.body["note"], source="api")
+        body = req.body
+        record_event_by_ref(app, body["lead"], body["event"], until=body.get("until"), note=body["note"], source="api")
 
     try:
         warm, timed = requests[: len(requests) // 5], requests[len(requests) // 5 :]

@@ -52,21 +52,21 @@ class Intake:
         }  # fmt: skip
 
 
-def find_lead(app: App, ref: str) -> str | None:
-    """A lead's id from its id or its email address."""
+def find_lead_in(conn: Connection, ref: str) -> str | None:
+    """A lead's id from its id or its email address, inside the caller's transaction (POST /events
+    finds the lead and acts on it in one)."""
     ref = ref.strip()
     if not ref:
         return None
-    with app.engine.connect() as conn:
-        if leads.exists(conn, ref):
-            return ref
-        if "@" not in ref:
-            return None
-        try:
-            email = normalize_email(ref)
-        except LeadError:
-            return None
-        return leads.id_by_email(conn, email)
+    if leads.exists(conn, ref):
+        return ref
+    if "@" not in ref:
+        return None
+    try:
+        email = normalize_email(ref)
+    except LeadError:
+        return None
+    return leads.id_by_email(conn, email)
 
 
 def _as_cells(payload: dict[str, Any]) -> dict[str, str | None]:

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cadence.enrollment.enroll import cancel_pending_recycles
+from cadence.enrollment.inbound import find_lead_in
 from cadence.names import (
     LIVE_STATES,
     MOVABLE_STAGES,
@@ -37,7 +38,7 @@ from cadence.names import (
     Outcome,
 )
 from cadence.outcomes.actions import DEFAULT_OUT_OF_OFFICE, apply_then, recycle_many
-from cadence.outcomes.return_dates import local_day
+from cadence.outcomes.return_dates import local_day, read_return_date
 from cadence.plan.rules import Situation, decide
 from cadence.store import enrollments as enrollment_rows
 from cadence.store import history, leads, suppressions
@@ -49,7 +50,10 @@ if TYPE_CHECKING:
     from cadence.app import App
     from cadence.spec.rules import Then
 
-__all__ = ["DEFAULT_OUT_OF_OFFICE", "OUTSIDE_EVENTS", "on_completed_many", "on_event", "record_event", "tell_completed"]
+__all__ = [
+    "DEFAULT_OUT_OF_OFFICE", "OUTSIDE_EVENTS", "on_completed_many", "on_event", "record_event", "record_event_by_ref",
+    "tell_completed",
+]  # fmt: skip
 
 
 def _safety(conn: Connection, lead: LeadRow, event: str, now: datetime) -> list[str]:
@@ -238,3 +242,27 @@ def record_event(
             raise KeyError(f"no lead with id {lead_id!r}")
         detail = {"note": note, "source": source}
         return on_event(conn, app, lead_id, event, now, cause=f"{event} ({source})", detail=detail, until=until)
+
+
+def record_event_by_ref(
+    app: App, ref: str, event: str, *, until: str | None, note: str | None, source: str
+) -> tuple[str, list[str]]:
+    """`record_event` for a lead named by id or email, with its return date as written ("2026-12-09"):
+    found, read and recorded in one transaction (POST /events). Returns the lead's id and what was done.
+
+    KeyError: no such lead. ValueError: an unknown event, or an `until` that is no date or time.
+    """
+    if event not in OUTSIDE_EVENTS:
+        raise ValueError(f"unknown event {event!r}; use one of {', '.join(OUTSIDE_EVENTS)}")
+    now = app.clock.now()
+    with app.engine.begin() as conn:
+        lead_id = find_lead_in(conn, ref)
+        if lead_id is None:
+            raise KeyError(f"no lead with id or email {ref!r}")
+        try:
+            when = read_return_date(until, lambda: leads.timezone_of(conn, lead_id) or app.settings.timezone)
+        except ValueError as exc:
+            raise ValueError(f"until: {exc}") from exc
+        detail = {"note": note, "source": source}
+        done = on_event(conn, app, lead_id, event, now, cause=f"{event} ({source})", detail=detail, until=when)
+        return lead_id, done

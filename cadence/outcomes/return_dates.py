@@ -7,6 +7,7 @@ message that shows such a date shows it in the lead's zone too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,11 @@ def return_date(app: App, lead_id: str, text: str | None) -> datetime | None:
 
     Raises ValueError with a message a rep understands for anything else.
     """
+    return read_return_date(text, lambda: lead_zone(app, lead_id))
+
+
+def read_return_date(text: str | None, zone_of: Callable[[], str]) -> datetime | None:
+    """`return_date`, asking `zone_of()` for the lead's zone only when `text` is a date."""
     if text is None or not text.strip():
         return None
     try:
@@ -38,7 +44,7 @@ def return_date(app: App, lead_id: str, text: str | None) -> datetime | None:
             return parse_instant(text)
         except ValueError as exc:
             raise ValueError(f"{exc}; give a date (YYYY-MM-DD) or an ISO 8601 time with offset") from exc
-    return midnight(day, lead_zone(app, lead_id))
+    return midnight(day, zone_of())
 
 
 def midnight(day: date, timezone: str) -> datetime:

@@ -181,27 +181,42 @@ def set_pending(conn: Connection, enrollment_id: int, pending: int | None, touch
     return conn.execute(query).rowcount == 1
 
 
+# `finish` and `pause`, built once (an event's rules run them for every event); the live states are
+# spelled out as plain comparisons, which need no expanding of an IN list at each execution.
+_IS_LIVE = or_(*(E.state == s for s in LIVE_STATES))
+_FINISH = (
+    update(EnrollmentT)
+    .where(E.id == bindparam("f_id"), _IS_LIVE)
+    .values(
+        state=EnrollmentState.FINISHED, outcome=bindparam("f_outcome"),
+        finished_at=bindparam("f_at", type_=E.finished_at.type), next_due_at=None, pending_touch_id=None,
+    )
+)  # fmt: skip
+_CANCEL_WAITING = (
+    update(TouchT)
+    .where(
+        TouchT.c.enrollment_id == bindparam("f_id"),
+        or_(TouchT.c.status == TouchStatus.SCHEDULED, TouchT.c.status == TouchStatus.TASK_OPEN),
+    )
+    .values(status=TouchStatus.CANCELLED, error=bindparam("f_error"))
+)
+_PAUSE = (
+    update(EnrollmentT)
+    .where(E.id == bindparam("p_id"), _IS_LIVE)
+    .values(
+        state=EnrollmentState.PAUSED, paused_until=bindparam("p_until", type_=E.paused_until.type), next_due_at=None
+    )
+)
+
+
 def finish(conn: Connection, enrollment: EnrollmentRow, outcome: str, now: datetime, cause: str | None) -> bool:
     """End a live enrollment and say so in the lead's history: nothing more is due, its open tasks
     and pending retries are cancelled. False, and nothing changed, when it had already finished.
     """
-    ended = conn.execute(
-        update(EnrollmentT)
-        .where(E.id == enrollment.id, E.state.in_(LIVE_STATES))
-        .values(
-            state=EnrollmentState.FINISHED, outcome=outcome, finished_at=now, next_due_at=None, pending_touch_id=None
-        )
-    ).rowcount
+    ended = conn.execute(_FINISH, {"f_id": enrollment.id, "f_outcome": outcome, "f_at": now}).rowcount
     if not ended:
         return False
-    conn.execute(
-        update(TouchT)
-        .where(
-            TouchT.c.enrollment_id == enrollment.id,
-            TouchT.c.status.in_((TouchStatus.SCHEDULED, TouchStatus.TASK_OPEN)),
-        )
-        .values(status=TouchStatus.CANCELLED, error=f"enrollment finished: {outcome}")
-    )
+    conn.execute(_CANCEL_WAITING, {"f_id": enrollment.id, "f_error": f"enrollment finished: {outcome}"})
     detail = {"enrollment": enrollment.id, "outcome": outcome}
     history.add(conn, enrollment.lead_id, now, HistoryKind.FINISHED, detail, cause)
     return True
@@ -242,12 +257,7 @@ def finish_many(
 
 
 def pause(conn: Connection, enrollment_id: int, until: datetime | None) -> bool:
-    query = (
-        update(EnrollmentT)
-        .where(E.id == enrollment_id, E.state.in_(LIVE_STATES))
-        .values(state=EnrollmentState.PAUSED, paused_until=until, next_due_at=None)
-    )
-    return conn.execute(query).rowcount == 1
+    return conn.execute(_PAUSE, {"p_id": enrollment_id, "p_until": until}).rowcount == 1
 
 
 def resume(conn: Connection, enrollment_id: int, due: datetime | None) -> bool:

@@ -17,7 +17,6 @@ see `cadence.web.bodies`. A refused request changes nothing.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -25,10 +24,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from cadence.enrollment.inbound import IntakeError, find_lead, take_lead
+from cadence.enrollment.inbound import IntakeError, take_lead
 from cadence.names import OUTSIDE_EVENTS
-from cadence.outcomes.events import record_event
-from cadence.outcomes.return_dates import return_date
+from cadence.outcomes.events import record_event_by_ref
 from cadence.web.auth import bearer, bearer_ok, token_ok
 from cadence.web.bodies import FORM_TYPE, Refused, check_storable, is_json, media_type, parse_form, parse_json
 from cadence.web.context import context
@@ -79,28 +77,14 @@ async def _lead_body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _until(app: App, lead_id: str, value: Any) -> datetime | None:
-    """A return date (YYYY-MM-DD: midnight in the lead's own zone, as the CLI reads it) or an ISO 8601 time."""
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str):
+def _take_event(app: App, ref: str, event: str, until: Any, note: str | None) -> tuple[str, list[str]]:
+    """Find the lead, read its return date, record the event: one trip to the thread pool (each trip
+    waits for a thread to wake, which under load costs more than the work) and one transaction."""
+    if until is not None and not isinstance(until, str):
         raise Refused(422, "until must be a date (YYYY-MM-DD) or an ISO 8601 time")
     try:
-        return return_date(app, lead_id, value)
-    except ValueError as exc:
-        raise Refused(422, f"until: {exc}") from exc
-
-
-def _take_event(app: App, ref: str, event: str, until: Any, note: str | None) -> tuple[str, list[str]]:
-    """Find the lead, read its return date, record the event: one trip to the thread pool, not three
-    (each trip waits for a thread to wake, which under load costs more than the work)."""
-    lead_id = find_lead(app, ref)
-    if lead_id is None:
-        raise Refused(404, f"no lead with id or email {ref!r}")
-    when = _until(app, lead_id, until)
-    try:
-        return lead_id, record_event(app, lead_id, event, until=when, note=note, source="api")
-    except KeyError as exc:  # deleted meanwhile
+        return record_event_by_ref(app, ref, event, until=until, note=note, source="api")
+    except KeyError as exc:
         raise Refused(404, str(exc.args[0])) from exc
     except ValueError as exc:
         raise Refused(422, str(exc)) from exc

@@ -38,7 +38,11 @@ BATCH_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 class Metrics:
     """One process's metrics, in a registry of its own (so tests and several Apps never share counters)."""
 
-    def __init__(self, worker: str, app: App | None = None) -> None:
+    def __init__(self, worker: str, app: App | None = None, shared_dir: str | None = None) -> None:
+        """With `shared_dir` (`cadence serve --workers N`), several processes answer one port: each
+        writes its counters there (prometheus-client's multiprocess mode, which the environment's
+        PROMETHEUS_MULTIPROC_DIR turned on before it was imported), and a scrape, whichever process
+        it reaches, reads them all, each series under its own process's worker label."""
         self.worker = worker
         self.registry = CollectorRegistry()
         r = self.registry
@@ -68,8 +72,14 @@ class Metrics:
             "cadence_webhook_requests", "Requests to the webhook and API routes, by route and status",
             ["worker", "route", "status"], registry=r,
         )  # fmt: skip
+        self.scrape = r  # what GET /metrics reads
+        if shared_dir is not None:
+            from prometheus_client import multiprocess
+
+            self.scrape = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.scrape, path=shared_dir)
         if app is not None:
-            r.register(StoreGauges(app, worker))
+            self.scrape.register(StoreGauges(app, worker))
 
     def count_batch(self, report: PassReport) -> None:
         for (outcome, channel), n in report.by_channel.items():

@@ -25,6 +25,7 @@ import os
 import secrets
 import socket
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     from cadence.app import App
 
 MAX_BODY = 1024 * 1024
+SHARED_METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own name: it reads it when imported
+CONFIG_ENV = "CADENCE_CONFIG"
 SESSION_SECONDS = 12 * 3600  # a working day and then some: sign in again each morning
 
 
@@ -75,7 +78,8 @@ def create_app(app: App, environ: Mapping[str, str] | None = None) -> Starlette:
     """The ASGI app for one App; secrets are read from `environ` (default: os.environ) now, once."""
     secure = bool(app.settings.public_url and app.settings.public_url.lower().startswith("https://"))
     counted = [*webhooks.ROUTES, *unsubscribe.ROUTES, *api.ROUTES, *inbound_mail.ROUTES]
-    found = Metrics(f"serve:{socket.gethostname()}:{os.getpid()}", app)
+    env = os.environ if environ is None else environ
+    found = Metrics(f"serve:{socket.gethostname()}:{os.getpid()}", app, env.get(SHARED_METRICS_ENV) or None)
     web = Starlette(
         routes=[
             *counted, *health.ROUTES, *metrics.ROUTES,
@@ -97,4 +101,13 @@ def create_app(app: App, environ: Mapping[str, str] | None = None) -> Starlette:
     return web
 
 
-__all__ = ["Keys", "create_app"]
+def app_from_environment() -> Starlette:
+    """The ASGI app of one of `cadence serve --workers N`'s processes (uvicorn imports and calls this in
+    each): the project and the clock come from the environment the command set for them."""
+    from cadence.app import App
+    from cadence.clock import clock_from_env
+
+    return create_app(App.load(Path(os.environ[CONFIG_ENV]), clock_from_env()))
+
+
+__all__ = ["Keys", "app_from_environment", "create_app"]

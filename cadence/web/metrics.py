@@ -22,7 +22,7 @@ from cadence.web.context import context
 
 async def metrics(request: Request) -> Response:
     found = context(request).metrics
-    body = await run_in_threadpool(generate_latest, found.registry)  # the store gauges query the database
+    body = await run_in_threadpool(generate_latest, found.scrape)  # the store gauges query the database
     return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 
 

@@ -11,6 +11,7 @@ from the store.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -258,3 +259,60 @@ def test_cadence_run_metrics_port_serves_the_workers_own_labelled_metrics(
     # Its JSON log lines carry the same worker id.
     lines = [line for line in stderr.splitlines() if line.startswith("{")]
     assert lines and all(f'"worker": "{worker_id}"' in line for line in lines)
+
+
+@pytest.mark.slow
+def test_serve_with_two_workers_shares_one_port_and_one_metrics_page(project: Path, db_url: str) -> None:
+    """`cadence serve --workers 2`: two processes answer the port; whichever one a scrape reaches reports
+    every process's requests, each under its own worker label; every event is stored once."""
+    app = make_app(project, db_url, RUN_AT)
+    try:
+        rows = [(n, {"id": f"W{n}", "email": f"w{n}@metric.example", "owner": "alice", **LOCAL}) for n in range(30)]
+        assert import_leads(app.engine, rows, app.settings, app.clock.now()).rejected == []
+    finally:
+        app.close()
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CADENCE_") or k == "CADENCE_CACHE_DIR"}
+    env.update(CADENCE_NOW=RUN_AT, CADENCE_DATABASE_URL=db_url, CADENCE_SECRET="s", CADENCE_API_TOKEN="a")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cadence", "--config", str(project / "config.yaml"), "serve", "--port", str(port),
+         "--workers", "2"],
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    answers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        for n in range(30):  # a new connection each: the kernel spreads them over the processes
+            event = {"lead": f"W{n}" if n % 2 else f"w{n}@metric.example", "event": "replied", "note": f"n{n}"}
+            answers.append(httpx.post(base + "/events", json=event, headers={"Authorization": "Bearer a"}).status_code)
+        samples = _samples(httpx.get(base + "/metrics", timeout=10).text)
+        again = _samples(httpx.get(base + "/metrics", timeout=10).text)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=60)
+    assert server.returncode == 0, stderr
+    assert len(children) >= 2, children  # uvicorn's two workers (and its own helper, if any)
+    assert answers == [200] * 30
+    for scraped in (samples, again):
+        counted = {
+            dict(labels)["worker"]: value
+            for (name, labels), value in scraped.items()
+            if name == "cadence_webhook_requests_total" and dict(labels)["route"] == "/events"
+        }
+        assert sum(counted.values()) == 30 and all(w.startswith("serve:") for w in counted), counted
+    app = make_app(project, db_url, RUN_AT)
+    try:
+        with app.engine.connect() as conn:
+            notes = conn.execute(text("SELECT detail FROM history WHERE kind = 'event'")).scalars().all()
+    finally:
+        app.close()
+    stored = sorted((json.loads(d) if isinstance(d, str) else d)["note"] for d in notes)
+    assert stored == sorted(f"n{n}" for n in range(30))  # each event once

@@ -1,6 +1,7 @@
 """`cadence serve` under load: POST /events and POST /leads at fixed rates on loopback (issue 15).
 
-What is measured: the real `cadence serve` (uvicorn, one process, as users run it) in a
+What is measured: the real `cadence serve` (uvicorn, one process as users run it by default;
+`--server-workers N` runs `cadence serve --workers N`, its CPU summed over the processes) in a
 subprocess on 127.0.0.1, on a store seeded here (SQLite by default; `--store postgresql`
 makes a throwaway database on 127.0.0.1:5432, user postgres, and drops it afterwards),
 with `CADENCE_API_TOKEN` set as README "HTTP API" says and `CADENCE_NOW` pinned.
@@ -319,8 +320,8 @@ def free_port() -> int:
 class Server:
     """`cadence serve` in a subprocess; a context manager."""
 
-    def __init__(self, folder: Path, db_url: str, log: Path) -> None:
-        self.folder, self.log_path = folder, log
+    def __init__(self, folder: Path, db_url: str, log: Path, workers: int = 1) -> None:
+        self.folder, self.log_path, self.workers = folder, log, workers
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CADENCE_")}
@@ -332,7 +333,7 @@ class Server:
 
     def __enter__(self) -> Server:
         command = [sys.executable, "-m", "cadence", "--config", str(self.folder / "config.yaml"), "serve"]
-        command += ["--port", str(self.port)]
+        command += ["--port", str(self.port), "--workers", str(self.workers)]
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(command, cwd=self.folder, env=self.env, stdout=self._log, stderr=self._log)
         deadline = time.monotonic() + 60
@@ -360,12 +361,20 @@ class Server:
         return self.process.pid
 
     def cpu_s(self) -> float | None:
-        """User + system CPU time of the server process, all its threads (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time of the server, all its threads and, with `--server-workers`, its worker
+        processes (Linux /proc)."""
+        total, pids = 0, [self.pid]
+        while pids:
+            pid = pids.pop()
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                pids += Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except (OSError, IndexError):
+                if pid == self.pid:
+                    return None
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def settle(self, limit_s: float = 120.0) -> float:
         """Wait (at most `limit_s`) until the server is idle, so a backlog left by one step is not the next one's."""
@@ -741,8 +750,8 @@ def profile_summary(raw: Path, top: int = 10) -> dict[str, Any]:
 
 def print_table(figures: dict[str, Any], args: argparse.Namespace) -> None:
     print(
-        f"cadence serve (uvicorn, one process) on {args.store}, loopback; {args.clients} {args.client} client "
-        f"process(es), {args.connections} connections; {figures['seeded_leads']:,} enrolled leads"
+        f"cadence serve (uvicorn, --workers {args.server_workers}) on {args.store}, loopback; {args.clients} "
+        f"{args.client} client process(es), {args.connections} connections; {figures['seeded_leads']:,} enrolled leads"
     )
     for client, c in figures.get("ceiling", {}).items():
         print(
@@ -808,6 +817,7 @@ def rounded(value: Any) -> Any:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--server-workers", type=int, default=1, help="`cadence serve --workers N` (default 1)")
     parser.add_argument("--rates", default="100,200,300,400,600", help="POST /events steps, per second")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds each step offers load (default 5)")
     parser.add_argument("--drain", type=float, default=10.0, help="seconds after a step to wait for answers")
@@ -846,7 +856,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.clients > 1:
                 pool = ProcessPoolExecutor(args.clients, mp_context=multiprocessing.get_context("spawn"))
             next_lead = 0
-            with Server(folder, db_url, work / "serve.log") as server:
+            with Server(folder, db_url, work / "serve.log", args.server_workers) as server:
                 if args.ceiling_seconds > 0:
                     figures["ceiling"] = {
                         client: ceiling(args, server, pool, client) for client in ("aiohttp", "httpx")
